@@ -1,0 +1,112 @@
+"""The Parquet files `screen` writes: their schemas, and one way to write them safely.
+
+Every table is written whole to a temporary file beside its destination, flushed to disk and
+renamed over it, so a reader never sees half a file and a crash never leaves one. Each
+carries provenance in its schema metadata: the tool's version, the command line, the time,
+and whatever the caller adds (the model package's hash, say).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from screen import __version__
+
+PROVENANCE_KEY = b"screen.provenance"
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+    ]
+)
+
+WORKLIST_SCHEMA = pa.schema(
+    [
+        pa.field("rank", pa.int32()),
+        pa.field("score", pa.float32()),
+        pa.field("flagged", pa.bool_()),
+        pa.field("patient_id", pa.string()),
+        pa.field("accession_number", pa.string()),
+        pa.field("study_instance_uid", pa.string()),
+        pa.field("series_instance_uid", pa.string()),
+        pa.field("study_date", pa.string()),
+        pa.field("series_description", pa.string()),
+        pa.field("lesion_x_mm", pa.float32()),
+        pa.field("lesion_y_mm", pa.float32()),
+        pa.field("lesion_z_mm", pa.float32()),
+        pa.field("lesion_diameter_mm", pa.float32()),
+        pa.field("lesion_location", pa.string()),
+        pa.field("key_sop_instance_uid", pa.string()),
+        pa.field("pancreas_found", pa.bool_()),
+        pa.field("pancreas_volume_ml", pa.float32()),
+        pa.field("model", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("precision", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
+
+def provenance(extra: Mapping[str, object] | None = None) -> dict[str, object]:
+    """What made a file: tool version, command line, UTC time, plus the caller's items."""
+    record: dict[str, object] = {
+        "tool": "screen",
+        "version": __version__,
+        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(extra or {})
+    return record
+
+
+def read_provenance(path: Path) -> dict[str, object]:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_atomic(table: pa.Table, path: Path, extra: Mapping[str, object] | None = None) -> None:
+    """Write ``table`` to ``path`` so that the file is either the old one or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[PROVENANCE_KEY] = json.dumps(provenance(extra), default=str).encode()
+    table = table.replace_schema_metadata(metadata)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            pq.write_table(table, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk too.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
