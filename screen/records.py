@@ -89,6 +89,8 @@ class Instance:
     rows: int | None = None
     columns: int | None = None
     number_of_frames: int = 1
+    # Per-frame positions of a multi-frame file (Enhanced CT), in frame order; empty otherwise.
+    frame_positions: tuple[Vector3, ...] = ()
     file_size: int = 0
 
     def __post_init__(self) -> None:
@@ -162,6 +164,8 @@ class InventoryEntry:
     series: Series
     decision: Decision
     warnings: tuple[str, ...] = field(default=())
+    # Why the image content must confirm the series is abdominal (tags do not say so).
+    confirm: tuple[str, ...] = field(default=())
 
 
 class Location(str, Enum):

@@ -1,0 +1,287 @@
+"""`screen index`: crawl archives, read headers, assemble series and decide which to screen.
+
+No pixel is read. Headers are read in worker processes over a bounded window of chunks, so an
+archive of millions of files never becomes millions of pending tasks. The archive is only
+ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+
+from screen import tables
+from screen.crawl import Found, crawl
+from screen.headers import read_instances
+from screen.records import FileError, Instance, InventoryEntry, Series
+from screen.select import Rules, facts, load_rules
+from screen.series import assemble
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
+WINDOW_PER_WORKER = 4  # chunks in flight per worker process
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    entries: tuple[InventoryEntry, ...]
+    errors: tuple[FileError, ...]
+    files_found: int
+
+    @property
+    def eligible(self) -> tuple[InventoryEntry, ...]:
+        return tuple(e for e in self.entries if e.decision.eligible)
+
+
+@dataclass
+class Progress:
+    """Callbacks a front end can use to show progress; all optional."""
+
+    on_files: Callable[[int, int], None] = field(default=lambda read, errors: None)
+    on_stage: Callable[[str], None] = field(default=lambda name: None)
+
+
+def index(
+    roots: Sequence[str | Path],
+    *,
+    rules: Rules | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> IndexResult:
+    """Everything found under ``roots``: series with their decisions, and files in error."""
+    rules = rules or load_rules()
+    progress = progress or Progress()
+    instances: list[Instance] = []
+    errors: list[FileError] = []
+    found = 0
+    for outcome in read_headers(roots, workers=workers):
+        found += 1
+        (errors if isinstance(outcome, FileError) else instances).append(outcome)
+        if found % 256 == 0:
+            progress.on_files(found, len(errors))
+    progress.on_files(found, len(errors))
+    progress.on_stage("assembling series")
+    series, duplicates = assemble(instances)
+    errors.extend(duplicates)
+    entries = tuple(inventory_entry(s, rules) for s in series)
+    return IndexResult(entries, tuple(errors), found)
+
+
+def inventory_entry(series: Series, rules: Rules) -> InventoryEntry:
+    decision, confirm = rules.decide(series)
+    return InventoryEntry(series, decision, geometry_warnings(series), confirm)
+
+
+def geometry_warnings(series: Series) -> tuple[str, ...]:
+    g = series.geometry
+    warnings = []
+    if g.gantry_tilt_deg and abs(g.gantry_tilt_deg) > 0.1:
+        warnings.append(f"gantry tilt {g.gantry_tilt_deg:.1f} degrees: corrected when loaded")
+    if g.unique_positions and not g.uniform_spacing and g.min_gap_mm is not None:
+        warnings.append(f"uneven slice spacing ({g.min_gap_mm:.2f} to {g.max_gap_mm:.2f} mm): "
+                        "resampled when loaded")
+    if not g.consistent_pixel_spacing:
+        warnings.append("pixel spacing differs between slices or is missing")
+    if series.split_reason:
+        warnings.append(f"one series UID held several volumes; {series.split_reason}")
+    return tuple(warnings)
+
+
+def read_headers(roots: Sequence[str | Path], *, workers: int | None = None
+                 ) -> Iterator[Instance | FileError]:
+    """Crawl and read every file's header, yielding one outcome per file found."""
+    workers = workers or os.cpu_count() or 1
+    found = crawl(roots)
+    paths = _paths_reporting_errors(found)
+    if workers == 1:
+        for chunk in _chunks(paths.iterate(), CHUNK):
+            yield from paths.take_errors()
+            yield from read_instances(chunk)
+        yield from paths.take_errors()
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[list[Instance | FileError]]] = set()
+        chunks = _chunks(paths.iterate(), CHUNK)
+        window = workers * WINDOW_PER_WORKER
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                else:
+                    pending.add(pool.submit(read_instances, chunk))
+            yield from paths.take_errors()
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
+        yield from paths.take_errors()
+
+
+class _paths_reporting_errors:
+    """Splits the crawl into paths to read and crawl errors to pass straight through."""
+
+    def __init__(self, found: Iterable[Found | FileError]) -> None:
+        self._found = iter(found)
+        self._errors: list[FileError] = []
+
+    def iterate(self) -> Iterator[str]:
+        for item in self._found:
+            if isinstance(item, FileError):
+                self._errors.append(item)
+            else:
+                yield item.path
+
+    def take_errors(self) -> list[FileError]:
+        taken, self._errors = self._errors, []
+        return taken
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def inventory_table(entries: Iterable[InventoryEntry]) -> pa.Table:
+    rows = [_inventory_row(e) for e in entries]
+    return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
+
+
+def errors_table(errors: Iterable[FileError]) -> pa.Table:
+    rows = [{"path": e.path, "stage": e.stage.value, "error": e.error} for e in errors]
+    return pa.Table.from_pylist(rows, schema=tables.ERRORS_SCHEMA)
+
+
+def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
+                  rules: Rules, roots: Sequence[str | Path]) -> None:
+    extra = {"rules": rules.source, "archives": [os.path.abspath(r) for r in roots],
+             "files_found": result.files_found}
+    tables.write_atomic(inventory_table(result.entries), inventory, extra)
+    tables.write_atomic(errors_table(result.errors), errors, extra)
+
+
+def summary(result: IndexResult) -> dict[str, object]:
+    reasons = Counter(e.decision.rule for e in result.entries if not e.decision.eligible)
+    stages = Counter(e.stage.value for e in result.errors)
+    return {
+        "files_found": result.files_found,
+        "instances": sum(len(e.series.instances) for e in result.entries),
+        "series": len(result.entries),
+        "eligible": len(result.eligible),
+        "rejected_by_rule": dict(reasons.most_common()),
+        "errors_by_stage": dict(stages.most_common()),
+    }
+
+
+INVENTORY_SCHEMA = pa.schema([
+    ("series_key", pa.string()),
+    ("series_instance_uid", pa.string()),
+    ("uid_source", pa.string()),
+    ("study_instance_uid", pa.string()),
+    ("patient_id", pa.string()),
+    ("accession_number", pa.string()),
+    ("study_date", pa.string()),
+    ("modality", pa.string()),
+    ("sop_class_uid", pa.string()),
+    ("body_part_examined", pa.string()),
+    ("series_description", pa.string()),
+    ("study_description", pa.string()),
+    ("protocol_name", pa.string()),
+    ("manufacturer", pa.string()),
+    ("convolution_kernel", pa.string()),
+    ("image_type", pa.string()),
+    ("transfer_syntax_uid", pa.string()),
+    ("n_instances", pa.int32()),
+    ("n_slices", pa.int32()),
+    ("rows", pa.int32()),
+    ("columns", pa.int32()),
+    ("pixel_spacing_mm", pa.list_(pa.float32())),
+    ("slice_thickness_mm", pa.float32()),
+    ("orientation", pa.string()),
+    ("single_orientation", pa.bool_()),
+    ("obliquity_deg", pa.float32()),
+    ("unique_positions", pa.bool_()),
+    ("uniform_spacing", pa.bool_()),
+    ("slice_spacing_mm", pa.float32()),
+    ("min_gap_mm", pa.float32()),
+    ("max_gap_mm", pa.float32()),
+    ("consistent_pixel_spacing", pa.bool_()),
+    ("consistent_image_size", pa.bool_()),
+    ("gantry_tilt_deg", pa.float32()),
+    ("z_coverage_mm", pa.float32()),
+    ("eligible", pa.bool_()),
+    ("rule", pa.string()),
+    ("reason", pa.string()),
+    ("needs_content_check", pa.bool_()),
+    ("warnings", pa.list_(pa.string())),
+    ("split_reason", pa.string()),
+    ("files", pa.list_(pa.string())),
+    ("sop_instance_uids", pa.list_(pa.string())),
+])
+
+
+def _inventory_row(entry: InventoryEntry) -> dict[str, object]:
+    s, g, d = entry.series, entry.series.geometry, entry.decision
+    first = s.first
+    f = facts(s)  # the same view of the series the rules saw
+    return {
+        "series_key": s.key,
+        "series_instance_uid": first.series_instance_uid,
+        "uid_source": s.uid_source,
+        "study_instance_uid": first.study_instance_uid,
+        "patient_id": first.patient_id,
+        "accession_number": first.accession_number,
+        "study_date": first.study_date,
+        "modality": first.modality,
+        "sop_class_uid": first.sop_class_uid,
+        "body_part_examined": first.body_part_examined,
+        "series_description": first.series_description,
+        "study_description": first.study_description,
+        "protocol_name": first.protocol_name,
+        "manufacturer": first.manufacturer,
+        "convolution_kernel": first.convolution_kernel,
+        "image_type": "\\".join(f["image_type"]),
+        "transfer_syntax_uid": first.transfer_syntax_uid,
+        "n_instances": len(s.instances),
+        "n_slices": s.n_frames,
+        "rows": first.rows,
+        "columns": first.columns,
+        "pixel_spacing_mm": list(first.pixel_spacing) if first.pixel_spacing else None,
+        "slice_thickness_mm": f["slice_thickness_mm"],
+        "orientation": f["plane"][0],
+        "single_orientation": g.single_orientation,
+        "obliquity_deg": g.obliquity_deg,
+        "unique_positions": g.unique_positions,
+        "uniform_spacing": g.uniform_spacing,
+        "slice_spacing_mm": g.slice_spacing_mm,
+        "min_gap_mm": g.min_gap_mm,
+        "max_gap_mm": g.max_gap_mm,
+        "consistent_pixel_spacing": g.consistent_pixel_spacing,
+        "consistent_image_size": g.consistent_image_size,
+        "gantry_tilt_deg": g.gantry_tilt_deg,
+        "z_coverage_mm": g.z_coverage_mm,
+        "eligible": d.eligible,
+        "rule": d.rule or None,
+        "reason": d.reason or None,
+        "needs_content_check": d.eligible and bool(entry.confirm),
+        "warnings": list(entry.confirm + entry.warnings),
+        "split_reason": s.split_reason or None,
+        "files": [i.path for i in s.instances],
+        "sop_instance_uids": [i.sop_instance_uid for i in s.instances],
+    }

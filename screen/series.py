@@ -1,0 +1,187 @@
+"""Assemble instances into series, one volume each, sorted and checked.
+
+Real exports are messy: de-identification can empty SeriesInstanceUID, and one UID can hold
+several volumes (a localizer and the axial stack, two acquisitions, two reconstructions of
+different size). We group by UID where there is one and by the acquisition's own identity
+where there is not, then split any group that is not one volume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from screen import geometry
+from screen.records import FileError, Geometry, Instance, Series, Stage
+
+log = logging.getLogger(__name__)
+
+UID_SOURCE = "SeriesInstanceUID"
+DERIVED_SOURCE = "derived from StudyInstanceUID, FrameOfReferenceUID, SeriesNumber, Modality"
+
+
+def group_key(instance: Instance) -> tuple[str, str]:
+    """The series an instance belongs to, and how that was decided."""
+    if instance.series_instance_uid:
+        return instance.series_instance_uid, UID_SOURCE
+    parts = (
+        instance.study_instance_uid,
+        instance.frame_of_reference_uid,
+        str(instance.series_number if instance.series_number is not None else ""),
+        instance.modality,
+        instance.series_description,
+    )
+    digest = hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+    return f"derived-{digest}", DERIVED_SOURCE
+
+
+def assemble(instances: Iterable[Instance]) -> tuple[list[Series], list[FileError]]:
+    """Group, split and sort instances into series, in a stable order.
+
+    A second copy of an instance already seen (same SOPInstanceUID in the same series, as
+    when a study was exported twice) is left out of the volume and reported, not dropped.
+    """
+    groups: dict[tuple[str, str], dict[str, Instance]] = defaultdict(dict)
+    duplicates: list[FileError] = []
+    for instance in sorted(instances, key=lambda i: i.path):
+        members = groups[group_key(instance)]
+        uid = instance.sop_instance_uid or instance.path
+        if uid in members:
+            duplicates.append(FileError(
+                instance.path, Stage.GROUP,
+                f"duplicate of SOP instance {uid} already indexed from {members[uid].path}",
+            ))
+            continue
+        members[uid] = instance
+    series: list[Series] = []
+    for (key, source), members in sorted(groups.items()):
+        series.extend(split_series(key, source, list(members.values())))
+    return series, duplicates
+
+
+def split_series(key: str, source: str, members: list[Instance]) -> list[Series]:
+    """One Series per volume within a group of instances sharing a key."""
+    volumes = _split_by(members, _volume_identity, "orientation or image size")
+    if len(volumes) == 1:
+        parts = _split_repeated_positions(volumes[0])
+        reason = "acquisition number (positions repeat)" if len(parts) > 1 else ""
+    else:
+        parts, reason = volumes, "orientation or image size"
+    if len(parts) == 1:
+        return [make_series(key, parts[0], uid_source=source)]
+    log.info("series %s holds %d volumes; split by %s", key, len(parts), reason)
+    return [
+        make_series(f"{key}#{n}", part, uid_source=source, split_reason=f"split by {reason}")
+        for n, part in enumerate(parts, start=1)
+    ]
+
+
+def _volume_identity(instance: Instance) -> tuple[object, ...]:
+    orientation = (
+        tuple(round(v, 2) for v in instance.image_orientation)
+        if instance.image_orientation else None
+    )
+    return (orientation, instance.rows, instance.columns)
+
+
+def _split_by(members: list[Instance], key, what: str) -> list[list[Instance]]:
+    parts: dict[object, list[Instance]] = defaultdict(list)
+    for m in members:
+        parts[key(m)].append(m)
+    # Largest volume first so that '#1' is the main stack when a localizer rides along.
+    return sorted(parts.values(), key=lambda p: (-len(p), p[0].path))
+
+
+def _split_repeated_positions(members: list[Instance]) -> list[list[Instance]]:
+    """Two acquisitions in one UID show up as repeated slice positions."""
+    positions = [m.image_position for m in members if m.image_position is not None]
+    if len(positions) != len(members) or len(set(_rounded(p) for p in positions)) == len(members):
+        return [members]
+    by_acquisition = _split_by(members, lambda m: m.acquisition_number, "acquisition")
+    if len(by_acquisition) > 1:
+        return by_acquisition
+    return [members]
+
+
+def _rounded(position: tuple[float, float, float]) -> tuple[float, ...]:
+    return tuple(round(v, 2) for v in position)
+
+
+def make_series(key: str, members: list[Instance], *, uid_source: str = UID_SOURCE,
+                split_reason: str = "") -> Series:
+    ordered = sort_instances(members)
+    return Series(
+        key=key,
+        instances=tuple(ordered),
+        geometry=measure(ordered),
+        uid_source=uid_source,
+        split_reason=split_reason,
+    )
+
+
+def sort_instances(members: list[Instance]) -> list[Instance]:
+    """Along the slice normal when every slice has geometry, else by instance number, then path."""
+    orientation = members[0].image_orientation
+    if orientation and all(m.image_position is not None for m in members):
+        order = geometry.slice_order([m.image_position for m in members], orientation)
+        return [members[i] for i in order]
+    return sorted(members, key=lambda m: (m.instance_number is None, m.instance_number or 0, m.path))
+
+
+def _slice_positions(members: list[Instance]) -> list[tuple[float, float, float]] | None:
+    """Every slice's position, a multi-frame file giving one per frame; None if any is unknown."""
+    positions: list[tuple[float, float, float]] = []
+    for m in members:
+        if m.frame_positions:
+            positions.extend(m.frame_positions)
+        elif m.number_of_frames == 1 and m.image_position is not None:
+            positions.append(m.image_position)
+        else:
+            return None
+    return positions
+
+
+def measure(members: list[Instance]) -> Geometry:
+    """Geometry checks for sorted instances; unknowns are None rather than guesses."""
+    orientations = [m.image_orientation for m in members if m.image_orientation]
+    single = bool(orientations) and len(orientations) == len(members) and all(
+        geometry.same_orientation(orientations[0], o) for o in orientations
+    )
+    spacings = {m.pixel_spacing for m in members}
+    sizes = {(m.rows, m.columns) for m in members}
+    plane_name, obliquity = geometry.plane(orientations[0]) if orientations else ("unknown", None)
+    positions = _slice_positions(members) if single else None
+    unique = uniform = False
+    step = min_gap = max_gap = coverage = None
+    tilt = next((m.gantry_tilt for m in members if m.gantry_tilt), None)
+    if positions is not None and len(positions) >= 1:
+        distances = np.sort(geometry.along_normal(positions, orientations[0]))
+        steps = geometry.gaps(distances)
+        unique = bool(np.all(steps > geometry.POSITION_TOLERANCE_MM))
+        uniform = unique and geometry.is_uniform(steps)
+        if steps.size:
+            step, min_gap, max_gap = (float(np.median(steps)), float(steps.min()),
+                                      float(steps.max()))
+        coverage = float(distances[-1] - distances[0])
+        if tilt is None and len(positions) > 1:
+            order = geometry.slice_order(positions, orientations[0])
+            sheared = geometry.shear_tilt_deg(np.asarray(positions)[order], orientations[0])
+            tilt = sheared if abs(sheared) > 0.1 else 0.0
+    return Geometry(
+        single_orientation=single,
+        orientation=plane_name,
+        obliquity_deg=obliquity,
+        unique_positions=unique,
+        uniform_spacing=uniform,
+        slice_spacing_mm=step,
+        min_gap_mm=min_gap,
+        max_gap_mm=max_gap,
+        consistent_pixel_spacing=len(spacings) == 1 and None not in spacings,
+        consistent_image_size=len(sizes) == 1 and (None, None) not in sizes,
+        gantry_tilt_deg=tilt,
+        z_coverage_mm=coverage,
+    )
