@@ -193,7 +193,7 @@ def test_localisation_hit_uses_ten_mm_floor_and_radius_plus_five() -> None:
         localisation_hit((1.0, 2.0), centre, 5.0)
 
 
-def test_strata_helpers() -> None:
+def test_size_bins_and_locations() -> None:
     assert [size_bin(d) for d in (3.0, 9.99, 10.0, 20.0, 20.01)] == [
         SizeBin.SMALL,
         SizeBin.SMALL,
