@@ -1,0 +1,35 @@
+# Everyday commands. `make install` sets up .venv; every other target uses it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEMO   ?= out/demo
+
+.PHONY: install demo test lint bench model clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install --quiet -e '.[engines,test]'
+
+# Generate a small example archive and sweep it: the quickest look at what screen does.
+demo: install
+	rm -rf $(DEMO)
+	$(VENV)/bin/screen synth $(DEMO) --cases 6 --matrix 128
+	$(VENV)/bin/screen scan $(DEMO)/archive --out $(DEMO)/worklist.parquet
+
+test:
+	$(PY) -m pytest -q
+
+lint:
+	$(VENV)/bin/ruff check screen tests
+
+bench:
+	$(PY) -m bench.run
+
+model:
+	$(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 0
+
+clean:
+	rm -rf out .pytest_cache

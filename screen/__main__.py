@@ -1,0 +1,3 @@
+from screen.cli import app
+
+app(prog_name="screen")
