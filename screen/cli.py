@@ -79,6 +79,53 @@ def index_command(
     _print_summary(summary(result), {"inventory": out, "errors": errors_path})
 
 
+@app.command("scan")
+def scan_command(
+    archives: Archives,
+    out: Annotated[Path, typer.Option("--out", help="Worklist to write (Parquet).")] = Path(
+        "worklist.parquet"),
+    inventory: Annotated[Path | None, typer.Option(
+        "--inventory", help="Inventory (default: inventory.parquet beside --out).")] = None,
+    errors: Annotated[Path | None, typer.Option(
+        "--errors", help="Errors table (default: errors.parquet beside --out).")] = None,
+    model: Annotated[str, typer.Option("--model", help="Model package name or folder.")] = (
+        "pancreas-phantom-v1"),
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto, tensorrt, torch or onnxruntime.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or int8.")] = "fp32",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="CPU worker processes (default: one per core).")] = None,
+    gpus: Annotated[int | None, typer.Option(
+        "--gpus", min=0, help="GPUs to use (default: all NVML sees; 0 for none).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Use a running Dask cluster, e.g. tcp://10.0.0.5:8786.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume", help="Skip series this model already scored into --out.")] = True,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0.0, max=1.0, help="Flag at this score (default: the model's).")] = None,
+    rules: RulesOption = None,
+) -> None:
+    """Index archives, screen every eligible series and write the ranked worklist."""
+    from screen.scan import ScanOptions, ScanProgress, scan
+
+    options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
+                          gpus=gpus, scheduler=scheduler, resume=resume, threshold=threshold,
+                          rules=rules)
+    try:
+        with _scan_progress() as progress:
+            summary = scan(archives, out, inventory=inventory, errors=errors, options=options,
+                           progress=progress)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    _print_summary({
+        "files found": summary.files_found, "series": summary.series,
+        "eligible": summary.eligible, "already scored (resumed)": summary.resumed,
+        "scored": summary.scored, "failed (see error column)": summary.failed,
+        "flagged": summary.flagged,
+    }, {"worklist": summary.worklist, "inventory": summary.inventory, "errors": summary.errors},
+        title="screen scan")
+
+
 @app.command("synth")
 def synth_command(
     out: Annotated[Path, typer.Argument(help="Folder to create (must not exist or be empty).")],
@@ -95,6 +142,39 @@ def synth_command(
     except ValueError as exc:
         raise fail(str(exc)) from None
     err.print(f"wrote {result}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    worklist: Annotated[Path, typer.Argument(help="Worklist written by screen scan.",
+                                             exists=True, dir_okay=False)],
+    truth: Annotated[Path, typer.Option("--truth", help="Truth CSV (series_instance_uid,label,"
+                                        "lesion_x_mm,...).", exists=True, dir_okay=False)],
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0.0, max=1.0,
+        help="Operating threshold (default: the worklist's flagged column).")] = None,
+    replicates: Annotated[int, typer.Option("--replicates", min=100,
+                                            help="Bootstrap replicates.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the ROC curve as PNG.")] = None,
+) -> None:
+    """AUROC, sensitivity and specificity with 95% CIs, localisation, by lesion size and place."""
+    import json
+
+    from screen.evaluate import evaluate, plot_roc, render_table
+
+    try:
+        result = evaluate(worklist, truth, threshold=threshold, replicates=replicates, seed=seed)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        Console().print(render_table(result))
+    if plot is not None:
+        plot_roc(result, plot)
+        err.print(f"ROC curve written to {plot}", highlight=False)
 
 
 class _file_progress:
@@ -120,8 +200,32 @@ class _file_progress:
         self._bar.stop()
 
 
-def _print_summary(numbers: dict[str, object], outputs: dict[str, Path]) -> None:
-    table = Table(title="screen index", show_header=False, title_justify="left")
+class _scan_progress(_file_progress):
+    """Files read, then series screened and flagged so far."""
+
+    def __enter__(self):
+        from screen.scan import ScanProgress
+
+        callbacks = super().__enter__()
+        self._series = None
+        return ScanProgress(index=callbacks, on_cluster=self._cluster, on_series=self._on_series)
+
+    def _cluster(self, where: str) -> None:
+        if where.startswith("http"):
+            err.print(f"Dask dashboard: {where}", highlight=False)
+        elif where:
+            err.print(f"using the Dask cluster at {where}", highlight=False)
+
+    def _on_series(self, done: int, total: int, flagged: int) -> None:
+        if self._series is None:
+            self._series = self._bar.add_task("screening series", total=total, errors=0)
+        self._bar.update(self._series, completed=done, total=total,
+                         description=f"screening series ({flagged} flagged)")
+
+
+def _print_summary(numbers: dict[str, object], outputs: dict[str, Path],
+                   title: str = "screen index") -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
     for key, value in numbers.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"

@@ -11,7 +11,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -55,6 +55,7 @@ def index(
     *,
     rules: Rules | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> IndexResult:
     """Everything found under ``roots``: series with their decisions, and files in error."""
@@ -63,7 +64,7 @@ def index(
     instances: list[Instance] = []
     errors: list[FileError] = []
     found = 0
-    for outcome in read_headers(roots, workers=workers):
+    for outcome in read_headers(roots, workers=workers, executor=executor):
         found += 1
         (errors if isinstance(outcome, FileError) else instances).append(outcome)
         if found % 256 == 0:
@@ -96,21 +97,30 @@ def geometry_warnings(series: Series) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def read_headers(roots: Sequence[str | Path], *, workers: int | None = None
-                 ) -> Iterator[Instance | FileError]:
-    """Crawl and read every file's header, yielding one outcome per file found."""
-    workers = workers or os.cpu_count() or 1
-    found = crawl(roots)
-    paths = _paths_reporting_errors(found)
-    if workers == 1:
-        for chunk in _chunks(paths.iterate(), CHUNK):
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
+                 executor: Executor | None = None) -> Iterator[Instance | FileError]:
+    """Crawl and read every file's header, yielding one outcome per file found.
+
+    Reads run in ``executor`` when given (a Dask cluster's, say), else in a pool of
+    ``workers`` processes, or in this process when ``workers`` is 1.
+    """
+    workers = workers or default_workers()
+    paths = _paths_reporting_errors(crawl(roots))
+    chunks = _chunks(paths.iterate(), CHUNK)
+    if executor is None and workers == 1:
+        for chunk in chunks:
             yield from paths.take_errors()
             yield from read_instances(chunk)
         yield from paths.take_errors()
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    owned = executor is None
+    pool = executor or ProcessPoolExecutor(max_workers=workers)
+    try:
         pending: set[Future[list[Instance | FileError]]] = set()
-        chunks = _chunks(paths.iterate(), CHUNK)
         window = workers * WINDOW_PER_WORKER
         exhausted = False
         while pending or not exhausted:
@@ -121,12 +131,14 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None
                 else:
                     pending.add(pool.submit(read_instances, chunk))
             yield from paths.take_errors()
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield from future.result()
+            if pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from future.result()
         yield from paths.take_errors()
+    finally:
+        if owned:
+            pool.shutdown(cancel_futures=True)
 
 
 class _paths_reporting_errors:

@@ -1,0 +1,45 @@
+"""What every benchmark shares: where results go, timing, and peak memory of a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+RESULTS = Path(os.environ.get("SCREEN_BENCH_OUT", "out/bench"))
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def child_peak_rss_mib(code: str) -> tuple[float, str]:
+    """Run ``code`` in a fresh Python and return its peak RSS (MiB) and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the largest of any child so far; run the largest last.
+    return max(after, before) / 1024, run.stdout
+
+
+def machine() -> dict[str, object]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def save(name: str, numbers: dict[str, object]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **numbers}, indent=2))
+    print(json.dumps(numbers, indent=2))
+    return path

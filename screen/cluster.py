@@ -1,0 +1,97 @@
+"""Where a sweep's work runs: a local Dask cluster on 127.0.0.1, or the user's own.
+
+Local clusters have CPU workers (resource ``CPU``) that read, decode and, when there is no
+GPU, also run the detector; and one worker per GPU (resource ``GPU``), pinned to its GPU by
+UUID through CUDA_VISIBLE_DEVICES. Each worker process loads the detector once, through a
+worker plugin, and keeps it for every series it screens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin, get_worker
+
+from screen.gpus import Gpu
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "screen-detector"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """Everything a worker needs to load the same detector as every other worker."""
+
+    model: str
+    backend: str
+    precision: str
+
+
+class DetectorPlugin(WorkerPlugin):
+    """Loads the detector once per worker process, at the first series it screens."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
+        self._detector = None
+
+    def setup(self, worker) -> None:  # noqa: ANN001 - distributed's Worker
+        self._detector = None
+
+    def detector(self):  # noqa: ANN201 - screen.detect.detector.Detector, imported lazily
+        if self._detector is None:
+            from screen.detect.detector import Detector
+            from screen.model.package import find_package
+
+            package = find_package(self.spec.model)
+            self._detector = Detector.open(package, self.spec.backend, self.spec.precision)
+            log.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
+                     self._detector.backend, self._detector.precision)
+        return self._detector
+
+
+def worker_detector():  # noqa: ANN201
+    """The detector of the worker this task runs on."""
+    return get_worker().plugins[PLUGIN_NAME].detector()
+
+
+def _worker(resources: dict[str, float], env: dict[str, str] | None = None) -> dict:
+    options: dict[str, object] = {"nthreads": 1, "resources": resources, "host": "127.0.0.1",
+                                  "memory_limit": 0, "silence_logs": logging.WARNING}
+    if env:
+        options["env"] = env
+    return {"cls": Nanny, "options": options}
+
+
+def cluster_spec(cpu_workers: int, gpus: tuple[Gpu, ...]) -> dict[str, dict]:
+    workers = {f"cpu-{n}": _worker({"CPU": 1}) for n in range(cpu_workers)}
+    for gpu in gpus:
+        workers[f"gpu-{gpu.index}"] = _worker({"GPU": 1},
+                                              {"CUDA_VISIBLE_DEVICES": gpu.uuid})
+    return workers
+
+
+@contextmanager
+def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...]
+            ) -> Iterator[Client]:
+    """A client on the user's scheduler, or on a local cluster that lives as long as the block."""
+    if scheduler:
+        with Client(scheduler, timeout="30s") as client:
+            yield client
+        return
+    scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
+                                                   "dashboard_address": "127.0.0.1:0"}}
+    with SpecCluster(workers=cluster_spec(cpu_workers, gpus), scheduler=scheduler_spec,
+                     asynchronous=False, silence_logs=logging.WARNING) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def has_gpu_workers(client: Client) -> bool:
+    info = client.scheduler_info(n_workers=-1)
+    return any(w.get("resources", {}).get("GPU") for w in info["workers"].values())

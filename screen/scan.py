@@ -1,0 +1,219 @@
+"""`screen scan`: the whole sweep, top to bottom.
+
+    archives ─index (headers, on the cluster)─▶ inventory.parquet, errors.parquet
+    eligible series ─load volume → confirm content → detect─▶ worklist rows (part files)
+    part files ─one row per series, ranked─▶ worklist.parquet
+
+Dask decides only where each step runs. The client keeps a bounded window of series in
+flight, writes finished rows to part files as they come, and on --resume skips every series
+the same model package already scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import Client, Future, wait
+
+from screen import index as indexing
+from screen import worklist
+from screen.cluster import DetectorPlugin, DetectorSpec, connect, has_gpu_workers, worker_detector
+from screen.gpus import find_gpus
+from screen.records import InventoryEntry, Series, Volume
+from screen.select import load_rules
+
+log = logging.getLogger(__name__)
+
+SERIES_PER_WORKER = 2  # series in flight per worker: enough to keep each busy, few in memory
+FLUSH_ROWS = 16
+FLUSH_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    model: str = "pancreas-phantom-v1"
+    backend: str = "auto"
+    precision: str = "fp32"
+    workers: int | None = None
+    gpus: int | None = None  # None: every GPU NVML sees; 0: none
+    scheduler: str | None = None
+    resume: bool = True
+    threshold: float | None = None
+    rules: Path | None = None
+
+
+@dataclass
+class ScanProgress:
+    """Callbacks for a front end; all optional."""
+
+    index: indexing.Progress = field(default_factory=indexing.Progress)
+    on_cluster: Callable[[str], None] = field(default=lambda dashboard: None)
+    on_series: Callable[[int, int, int], None] = field(default=lambda done, total, flagged: None)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    files_found: int
+    series: int
+    eligible: int
+    resumed: int
+    scored: int
+    failed: int
+    flagged: int
+    worklist: Path
+    inventory: Path
+    errors: Path
+    dashboard: str | None
+
+
+def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
+         errors: Path | None = None, options: ScanOptions = ScanOptions(),
+         progress: ScanProgress | None = None) -> ScanSummary:
+    from screen.model.package import find_package
+
+    progress = progress or ScanProgress()
+    rules = load_rules(options.rules)
+    package = find_package(options.model)  # fails here, before any work, if the model is wrong
+    threshold = worklist.check_threshold(
+        options.threshold if options.threshold is not None else package.card.threshold)
+    inventory = inventory or out.with_name("inventory.parquet")
+    errors = errors or out.with_name("errors.parquet")
+    store = worklist.PartStore(out)
+    if not options.resume:
+        store.clear()
+    done = store.done(package.sha256) if options.resume else set()
+
+    gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
+    cpu_workers = options.workers or indexing.default_workers()
+    spec = DetectorSpec(str(package.path), options.backend, options.precision)
+    with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus) as client:
+        dashboard = None if options.scheduler else client.dashboard_link
+        progress.on_cluster(dashboard or options.scheduler or "")
+        client.register_plugin(DetectorPlugin(spec))
+        result = indexing.index(roots, rules=rules, executor=client.get_executor(),
+                                progress=progress.index)
+        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots)
+        todo = [e for e in result.eligible if e.series.key not in done]
+        _screen_all(client, todo, store, threshold, progress, len(result.eligible))
+
+    eligible_keys = {e.series.key for e in result.eligible}
+    rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
+    table = worklist.finalise(rows, threshold)
+    worklist.write_worklist(table, out, {
+        "model": package.card.name, "model_version": package.card.version,
+        "model_sha256": package.sha256, "threshold": threshold,
+        "backend_requested": options.backend, "precision": options.precision,
+        "archives": [str(Path(r).resolve()) for r in roots],
+    })
+    statuses = table["status"].to_pylist()
+    return ScanSummary(
+        files_found=result.files_found, series=len(result.entries),
+        eligible=len(result.eligible), resumed=len(eligible_keys & done),
+        scored=statuses.count("ok"), failed=statuses.count("error"),
+        flagged=sum(1 for f in table["flagged"].to_pylist() if f),
+        worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
+    )
+
+
+def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
+                threshold: float, progress: ScanProgress, total: int) -> None:
+    """Screen every entry with a bounded window of futures, flushing rows to part files."""
+    split = has_gpu_workers(client)  # decode on CPU workers, detect on GPU workers
+    window = max(2, SERIES_PER_WORKER * len(client.scheduler_info(n_workers=-1)["workers"]))
+    queue = list(reversed(todo))
+    pending: dict[Future, InventoryEntry] = {}
+    buffered: list[dict[str, object]] = []
+    finished = total - len(todo)
+    flagged = 0
+    last_flush = time.monotonic()
+    progress.on_series(finished, total, flagged)
+    while queue or pending:
+        while queue and len(pending) < window:
+            entry = queue.pop()
+            pending[_submit(client, entry, split)] = entry
+        completed, _ = wait(list(pending), return_when="FIRST_COMPLETED")
+        for future in completed:
+            entry = pending.pop(future)
+            buffered.append(_row_of(future, entry))
+            finished += 1
+            flagged += worklist.flagged_count(buffered[-1:], threshold)
+        progress.on_series(finished, total, flagged)
+        if len(buffered) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
+            store.write(buffered)
+            buffered, last_flush = [], time.monotonic()
+    store.write(buffered)
+
+
+def _submit(client: Client, entry: InventoryEntry, split: bool) -> Future:
+    key = f"screen-{entry.series.key}"
+    confirm = bool(entry.confirm)
+    if not split:
+        return client.submit(screen_series, entry.series, confirm, key=key, pure=False)
+    volume = client.submit(load_series, entry.series, confirm, key=f"load-{entry.series.key}",
+                           pure=False)
+    return client.submit(detect_series, entry.series, volume, key=key, pure=False,
+                         resources={"GPU": 1})
+
+
+def _row_of(future: Future, entry: InventoryEntry) -> dict[str, object]:
+    """The row a task returned, or an error row when the task itself was lost."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost task (KilledWorker) must still leave a row
+        log.warning("series %s failed: %s", entry.series.key, exc)
+        reason = f"{type(exc).__name__}: {exc}"
+        if type(exc).__name__ == "KilledWorker":
+            reason = "the worker screening this series died repeatedly (out of memory?): " + reason
+        return worklist.row(entry.series, _unknown_producer(), error=reason)
+
+
+def _unknown_producer() -> worklist.Producer:
+    return worklist.Producer("", "", "", "", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks: run on the workers, never raise for a bad series (its reason goes into the row).
+
+
+class ContentError(ValueError):
+    """The tags did not say abdomen and the pixels do not show one."""
+
+
+def load_series(series: Series, confirm: bool) -> Volume | str:
+    """The series' volume, or the reason it could not be loaded."""
+    from screen.volume import VolumeError, load_volume, looks_abdominal
+
+    try:
+        volume = load_volume(series)
+    except VolumeError as exc:
+        return f"could not be loaded: {exc}"
+    if confirm:
+        abdominal, why = looks_abdominal(volume)
+        if not abdominal:
+            return f"the tags do not name the abdomen and the image does not show it: {why}"
+    return volume
+
+
+def detect_series(series: Series, volume: Volume | str) -> dict[str, object]:
+    from screen.detect.detector import detect
+
+    detector = worker_detector()
+    producer = worklist.Producer(detector.card.name, detector.card.version,
+                                 detector.package_sha256, detector.backend, detector.precision)
+    if isinstance(volume, str):
+        return worklist.row(series, producer, error=volume)
+    try:
+        detection = detect(volume, detector)
+    except Exception as exc:  # noqa: BLE001 - a failure on one series must not stop the sweep
+        log.exception("detector failed on %s", series.key)
+        return worklist.row(series, producer, error=f"detector failed: {type(exc).__name__}: {exc}")
+    key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
+    return worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
+
+
+def screen_series(series: Series, confirm: bool) -> dict[str, object]:
+    return detect_series(series, load_series(series, confirm))

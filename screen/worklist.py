@@ -1,0 +1,159 @@
+"""Worklist rows, the part files a sweep writes as it goes, and the final ranked worklist.
+
+Rows are written in small atomic part files beside the output while the sweep runs, so a crash
+loses only the series in flight. `--resume` reads those parts back and skips every series
+already scored by the same model package. The final worklist is assembled from the parts:
+one row per series (the newest wins), ranked by score with ties broken by UID.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from screen import tables
+from screen.records import Detection, Series
+
+log = logging.getLogger(__name__)
+
+# Extra columns beyond the required schema: the key that makes every row unique even when a
+# series UID was missing or split, and the package hash that decides what --resume may reuse.
+KEY_COLUMN = "series_key"
+HASH_COLUMN = "model_sha256"
+SCHEMA = tables.WORKLIST_SCHEMA.append(pa.field(KEY_COLUMN, pa.string(), nullable=False)).append(
+    pa.field(HASH_COLUMN, pa.string())
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """What scored a row."""
+
+    model: str
+    model_version: str
+    model_sha256: str
+    backend: str
+    precision: str
+
+
+def row(series: Series, producer: Producer, detection: Detection | None = None,
+        key_sop_instance_uid: str | None = None, error: str | None = None) -> dict[str, object]:
+    """One worklist row: scored when ``detection`` is given, else an error with its reason."""
+    if (detection is None) == (error is None):
+        raise ValueError("a worklist row needs either a detection or an error, not both")
+    first = series.first
+    base: dict[str, object] = {
+        "rank": None,
+        "flagged": None,
+        "patient_id": first.patient_id,
+        "accession_number": first.accession_number,
+        "study_instance_uid": first.study_instance_uid,
+        "series_instance_uid": first.series_instance_uid,
+        "study_date": first.study_date,
+        "series_description": first.series_description,
+        "model": producer.model,
+        "model_version": producer.model_version,
+        "backend": producer.backend,
+        "precision": producer.precision,
+        KEY_COLUMN: series.key,
+        HASH_COLUMN: producer.model_sha256,
+    }
+    if detection is None:
+        return base | {"status": "error", "error": error, "score": None,
+                       "pancreas_found": None, "pancreas_volume_ml": None}
+    centre = detection.lesion_center_lps
+    return base | {
+        "status": "ok",
+        "error": None,
+        "score": detection.score,
+        "pancreas_found": detection.pancreas_found,
+        "pancreas_volume_ml": detection.pancreas_volume_ml,
+        "lesion_x_mm": centre[0] if centre else None,
+        "lesion_y_mm": centre[1] if centre else None,
+        "lesion_z_mm": centre[2] if centre else None,
+        "lesion_diameter_mm": detection.lesion_diameter_mm,
+        "lesion_location": detection.lesion_location.value if detection.lesion_location else None,
+        "key_sop_instance_uid": key_sop_instance_uid,
+    }
+
+
+class PartStore:
+    """Atomic part files of finished rows in ``<out>.parts/``, for crash safety and resume."""
+
+    def __init__(self, out: Path) -> None:
+        self.folder = Path(out).with_name(Path(out).name + ".parts")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._next = 1 + max((self._number(p) for p in self.folder.glob("part-*.parquet")),
+                             default=0)
+
+    @staticmethod
+    def _number(path: Path) -> int:
+        try:
+            return int(path.stem.split("-")[1])
+        except (IndexError, ValueError):
+            return 0
+
+    def write(self, rows: Sequence[dict[str, object]]) -> None:
+        if not rows:
+            return
+        table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
+        tables.write_atomic(table, self.folder / f"part-{self._next:06d}.parquet")
+        self._next += 1
+
+    def read(self) -> pa.Table:
+        parts = sorted(self.folder.glob("part-*.parquet"), key=self._number)
+        if not parts:
+            return SCHEMA.empty_table()
+        return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
+
+    def done(self, model_sha256: str) -> set[str]:
+        """Series already scored (status ok) by this exact model package."""
+        table = self.read()
+        mask = pc.and_(pc.equal(table[HASH_COLUMN], model_sha256),
+                       pc.equal(table["status"], "ok"))
+        return set(table.filter(mask)[KEY_COLUMN].to_pylist())
+
+    def clear(self) -> None:
+        for part in self.folder.glob("part-*.parquet"):
+            part.unlink()
+        self._next = 1
+
+
+def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
+    """One row per series (the last written wins), flagged at ``threshold`` and ranked."""
+    latest: dict[str, dict[str, object]] = {}
+    for r in rows:
+        latest[str(r[KEY_COLUMN])] = dict(r)
+    scored = [r for r in latest.values() if r["status"] == "ok"]
+    failed = [r for r in latest.values() if r["status"] != "ok"]
+    # Highest score first; equal scores in UID order so that reruns rank identically.
+    scored.sort(key=lambda r: (-float(r["score"]), str(r["series_instance_uid"] or ""),
+                               str(r[KEY_COLUMN])))
+    failed.sort(key=lambda r: str(r[KEY_COLUMN]))
+    for rank, r in enumerate(scored, start=1):
+        r["rank"] = rank
+        r["flagged"] = bool(float(r["score"]) >= threshold)
+    for r in failed:
+        r["rank"], r["flagged"] = None, None
+    return pa.Table.from_pylist(scored + failed, schema=SCHEMA)
+
+
+def write_worklist(table: pa.Table, out: Path, extra: dict[str, object]) -> None:
+    tables.write_atomic(table, out, extra)
+
+
+def check_threshold(threshold: float) -> float:
+    if not (0.0 <= threshold <= 1.0) or math.isnan(threshold):
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    return threshold
+
+
+def flagged_count(rows: Iterable[dict[str, object]], threshold: float) -> int:
+    return sum(1 for r in rows if r["status"] == "ok" and float(r["score"]) >= threshold)
