@@ -190,15 +190,20 @@ class Volume:
     affine: np.ndarray
     slice_uids: tuple[str, ...]  # SOPInstanceUID behind each k (repeats for multi-frame files)
     warnings: tuple[str, ...] = ()
+    # The array axis the acquired slices follow one another along (and slice_uids index):
+    # 0 (k) for an axial acquisition; 1 (j) for coronal, 2 (i) for sagittal ones.
+    slice_axis: int = 0
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:
             raise ValueError(f"a volume is 3-D, got shape {self.hu.shape}")
         if self.affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
-        if len(self.slice_uids) != self.hu.shape[0]:
+        if self.slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis}")
+        if len(self.slice_uids) != self.hu.shape[self.slice_axis]:
             raise ValueError(
-                f"{len(self.slice_uids)} slice UIDs for {self.hu.shape[0]} slices"
+                f"{len(self.slice_uids)} slice UIDs for {self.hu.shape[self.slice_axis]} slices"
             )
 
     @property
