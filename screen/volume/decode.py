@@ -1,0 +1,249 @@
+"""Decode one DICOM file's frames into Hounsfield units, whatever its transfer syntax.
+
+pydicom 3 and its pixel plugins (pylibjpeg with openjpeg/libjpeg/rle, pyjpegls, gdcm) do the
+decoding; this module adds what a CT reader must do on top, frame by frame:
+
+* the rescale to HU, from RescaleSlope/Intercept or, in Enhanced CT, from the per-frame or
+  shared Pixel Value Transformation functional group (a Modality LUT, rare in CT, is applied
+  through pydicom);
+* PixelPaddingValue (and PixelPaddingRangeLimit), compared with the stored values before the
+  rescale as the standard says, set to ``PADDING_HU`` so that the area outside the scan's
+  field of view reads as air rather than as -1500 or -32768 "HU";
+* the retired lossy JPEG syntaxes (process 6/8 and 10/12) that pydicom has no decoder for
+  are read through GDCM directly when it is installed.
+
+pydicom itself masks bits above BitsStored and sign-extends signed pixels, and corrects
+JPEG 2000 streams whose signedness disagrees with PixelRepresentation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder, pixel_array
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.uid import UID
+
+from screen.volume.errors import VolumeError
+
+log = logging.getLogger(__name__)
+
+# Air. Padding marks pixels outside the reconstructed field of view; they are outside the
+# patient, so they become air rather than the volume minimum (often -3024 "HU" of the
+# scanner's own out-of-field value, which would skew intensity statistics).
+PADDING_HU = -1000.0
+
+# Syntaxes pydicom has no decoder for but GDCM reads (retired lossy JPEG processes).
+_GDCM_ONLY = {
+    "1.2.840.10008.1.2.4.53": "JPEG Spectral Selection, Non-Hierarchical (Process 6 & 8)",
+    "1.2.840.10008.1.2.4.55": "JPEG Full Progression, Non-Hierarchical (Process 10 & 12)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rescale:
+    """Stored value to HU: ``hu = stored * slope + intercept``."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.slope) or self.slope == 0:
+            raise ValueError(f"RescaleSlope must be finite and non-zero, got {self.slope}")
+        if not np.isfinite(self.intercept):
+            raise ValueError(f"RescaleIntercept must be finite, got {self.intercept}")
+
+
+def syntax_name(uid: str) -> str:
+    name = UID(uid).name if uid else ""
+    return f"{name} ({uid})" if name and name != uid else (uid or "unknown transfer syntax")
+
+
+def check_decodable(transfer_syntax_uid: str, path: str) -> None:
+    """Fail before any pixel is read when nothing installed can decode this syntax."""
+    uid = UID(transfer_syntax_uid) if transfer_syntax_uid else None
+    if uid is None or not uid.is_transfer_syntax:
+        return  # a bare data set without file meta: pydicom will guess, let it try
+    if str(uid) in _GDCM_ONLY:
+        if not _gdcm_available():
+            raise VolumeError(
+                f"{path}: pixels use the retired {syntax_name(uid)}, which pydicom cannot "
+                "decode; install python-gdcm (pip install python-gdcm) or convert the series "
+                "to a standard transfer syntax (e.g. gdcmconv --raw)"
+            )
+        return
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        raise VolumeError(
+            f"{path}: no decoder exists for {syntax_name(uid)}; convert the series to a "
+            "standard transfer syntax (e.g. gdcmconv --raw)"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
+        raise VolumeError(
+            f"{path}: cannot decode {syntax_name(uid)}: no decoding plugin is installed; "
+            f"install one of: {missing}"
+        )
+
+
+def read_dataset(path: str) -> Dataset:
+    """The whole file, pixels included (headers alone were read when indexing)."""
+    try:
+        return pydicom.dcmread(path, force=True)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means this file is unreadable
+        raise VolumeError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def hu_frames(ds: Dataset, path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Each requested frame as float32 HU, shape (rows, columns), in the order asked."""
+    n_frames = int(ds.get("NumberOfFrames") or 1)
+    for index in indices:
+        if not 0 <= index < n_frames:
+            raise VolumeError(f"{path}: frame {index + 1} asked of a file with {n_frames}")
+        stored = _stored_frame(ds, path, index, n_frames)
+        yield index, to_hu(stored, ds, index)
+
+
+def to_hu(stored: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarray:
+    """Stored values of one frame to float32 HU, with padding set to air."""
+    if stored.ndim != 2:
+        raise VolumeError(
+            f"expected one grey-level frame, got pixel array of shape {stored.shape} "
+            f"(PhotometricInterpretation {ds.get('PhotometricInterpretation', '?')})"
+        )
+    padding = padding_mask(stored, ds)
+    if ds.get("ModalityLUTSequence"):
+        hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    else:
+        rescale = frame_rescale(ds, frame)
+        hu = stored.astype(np.float32)
+        if rescale.slope != 1.0:
+            hu *= np.float32(rescale.slope)
+        if rescale.intercept != 0.0:
+            hu += np.float32(rescale.intercept)
+    if padding is not None:
+        hu[padding] = PADDING_HU
+    return hu
+
+
+def frame_rescale(ds: Dataset, frame: int = 0) -> Rescale:
+    """The rescale of one frame: per-frame group, then shared group, then the top level."""
+    places: list[Dataset] = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and frame < len(per_frame):
+        places.append(per_frame[frame])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        places.append(shared[0])
+    for group in places:
+        items = group.get("PixelValueTransformationSequence")
+        if items:
+            return _rescale_of(items[0])
+    return _rescale_of(ds)
+
+
+def _rescale_of(item: Dataset) -> Rescale:
+    slope = item.get("RescaleSlope")
+    intercept = item.get("RescaleIntercept")
+    try:
+        return Rescale(
+            slope=float(slope) if slope not in (None, "") else 1.0,
+            intercept=float(intercept) if intercept not in (None, "") else 0.0,
+        )
+    except (TypeError, ValueError) as exc:
+        raise VolumeError(f"unusable rescale (slope {slope!r}, intercept {intercept!r}): {exc}")
+
+
+def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """Pixels whose stored value is PixelPaddingValue, or within the padding range."""
+    value = ds.get("PixelPaddingValue")
+    if value is None or value == "":
+        return None
+    bits = int(ds.get("BitsAllocated") or 16)
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+
+    def as_stored(v: int) -> int:
+        # The tag's VR (US or SS) follows PixelRepresentation, but files disagree with
+        # themselves: read an unsigned -32768 as the signed value it stands for.
+        v = int(v)
+        if signed and v >= 2 ** (bits - 1):
+            v -= 2**bits
+        return v
+
+    low = as_stored(value)
+    limit = ds.get("PixelPaddingRangeLimit")
+    high = as_stored(limit) if limit not in (None, "") else low
+    low, high = min(low, high), max(low, high)
+    mask = (stored >= low) & (stored <= high)
+    return mask if mask.any() else None
+
+
+def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarray:
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if syntax in _GDCM_ONLY:
+        return _gdcm_frame(path, index, n_frames)
+    if "PixelData" not in ds:
+        raise VolumeError(f"{path}: holds no pixel data")
+    try:
+        return pixel_array(ds, index=index if n_frames > 1 else None)
+    except NotImplementedError as exc:
+        raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
+    except RuntimeError as exc:
+        # pydicom names every plugin it tried and what each one lacks or why it failed.
+        raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data fails anywhere
+        raise VolumeError(
+            f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _gdcm_available() -> bool:
+    try:
+        import gdcm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_GDCM_DTYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16,
+                "INT32": np.int32, "UINT32": np.uint32}
+
+
+def _gdcm_frame(path: str, index: int, n_frames: int) -> np.ndarray:
+    """One frame decoded by GDCM, for the syntaxes pydicom leaves to it."""
+    try:
+        import gdcm
+    except ImportError:
+        raise VolumeError(
+            f"{path}: pixels use a retired JPEG syntax that only GDCM decodes; "
+            "install python-gdcm (pip install python-gdcm)"
+        ) from None
+    reader = gdcm.ImageReader()
+    reader.SetFileName(path)
+    if not reader.Read():
+        raise VolumeError(f"{path}: GDCM could not read the file")
+    image = reader.GetImage()
+    pixel_format = image.GetPixelFormat()
+    dtype = _GDCM_DTYPES.get(pixel_format.GetScalarTypeAsString())
+    if dtype is None or pixel_format.GetSamplesPerPixel() != 1:
+        raise VolumeError(f"{path}: GDCM decoded pixels of an unsupported kind ({pixel_format})")
+    columns, rows = image.GetDimension(0), image.GetDimension(1)
+    # GDCM hands the decoded buffer back as a str of raw bytes (surrogate-escaped).
+    raw = image.GetBuffer().encode("utf-8", errors="surrogateescape")
+    frames = np.frombuffer(raw, dtype=dtype)
+    if frames.size != rows * columns * n_frames:
+        raise VolumeError(
+            f"{path}: GDCM decoded {frames.size} pixels, expected {rows}x{columns}x{n_frames}"
+        )
+    return frames.reshape(n_frames, rows, columns)[index].copy()
