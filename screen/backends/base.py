@@ -1,0 +1,31 @@
+"""What every backend plugin hands back: a Runner."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs one network: (1, 1, K, J, I) float32 in, (1, C, K, J, I) float32 probabilities out."""
+
+    name: str
+    precision: str
+    device: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def check_input(x: np.ndarray, multiple: int) -> np.ndarray:
+    """The input as contiguous float32 (1, 1, K, J, I) with sizes the network accepts."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"network input must be a numpy array, got {type(x).__name__}")
+    if x.ndim != 5 or x.shape[:2] != (1, 1):
+        raise ValueError(f"network input must have shape (1, 1, K, J, I), got {x.shape}")
+    if any(s % multiple for s in x.shape[2:]):
+        raise ValueError(f"network input sizes must be multiples of {multiple}, got {x.shape[2:]}")
+    return np.ascontiguousarray(x, dtype=np.float32)

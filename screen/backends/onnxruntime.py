@@ -1,0 +1,75 @@
+"""ONNX Runtime: the package's ONNX networks on the CPU, or on CUDA where that build is installed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from screen.backends.base import check_input
+
+if TYPE_CHECKING:
+    from screen.model.package import ModelPackage
+
+logger = logging.getLogger(__name__)
+
+NAME = "onnxruntime"
+DEPENDENCIES = {"onnxruntime": "onnxruntime>=1.18 (onnxruntime-gpu for CUDA)"}
+
+
+def is_available() -> tuple[bool, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False, "onnxruntime is not installed (pip install 'onnxruntime>=1.18')"
+    return True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}"
+
+
+def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
+    return "cpu", "onnxruntime on the CPU"
+
+
+class OrtRunner:
+    def __init__(self, path: Path, input_name: str, multiple: int, precision: str, device: str):
+        import onnxruntime as ort
+
+        providers: list[str] = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError("device cuda needs onnxruntime-gpu (CUDAExecutionProvider is missing)")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]  # type: ignore[list-item]
+        elif device != "cpu":
+            raise ValueError(f"onnxruntime runs on 'cpu' or 'cuda[:N]', not {device!r}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        self._session = ort.InferenceSession(str(path), options, providers=providers)
+        self._input = input_name
+        self._multiple = multiple
+        self.name = NAME
+        self.precision = precision
+        self.device = device
+        self.path = path
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = check_input(x, self._multiple)
+        return np.asarray(self._session.run(None, {self._input: x})[0], dtype=np.float32)
+
+
+def load(
+    package: ModelPackage, network: str, precision: str = "fp32", device: str = "cpu",
+    model_path: Path | None = None,
+) -> OrtRunner:
+    """A runner for ``network``. FP16/INT8 run a converted ONNX file built by
+    ``screen build-engine``; pass it as ``model_path``."""
+    card = package.network(network)
+    if model_path is None:
+        if precision != "fp32":
+            raise ValueError(
+                f"onnxruntime {precision} needs a converted model (screen build-engine --{precision}); "
+                "the package itself holds fp32 only"
+            )
+        model_path = package.onnx_path(network)
+    return OrtRunner(Path(model_path), card.input_name, card.shape_multiple, precision, device)

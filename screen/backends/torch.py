@@ -1,0 +1,79 @@
+"""PyTorch: the package's weights (state_dict) in the network class, on the CPU or CUDA.
+
+FP16 runs under CUDA autocast; INT8 is not offered here (use TensorRT or ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from screen.backends.base import check_input
+
+if TYPE_CHECKING:
+    from screen.model.package import ModelPackage
+
+logger = logging.getLogger(__name__)
+
+NAME = "torch"
+DEPENDENCIES = {"torch": "torch (a CUDA build for GPUs)"}
+
+
+def is_available() -> tuple[bool, str]:
+    try:
+        import torch
+    except ImportError:
+        return False, "torch is not installed"
+    cuda = "CUDA available" if torch.cuda.is_available() else "no CUDA device"
+    return True, f"torch {torch.__version__}, {cuda}"
+
+
+def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0", f"torch on {torch.cuda.get_device_name(0)}"
+    return None, "no CUDA device for torch (ONNX Runtime is faster on the CPU)"
+
+
+class TorchRunner:
+    def __init__(self, module, multiple: int, precision: str, device: str):
+        self._module = module
+        self._multiple = multiple
+        self.name = NAME
+        self.precision = precision
+        self.device = device
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = check_input(x, self._multiple)
+        tensor = torch.from_numpy(x).to(self.device)
+        use_fp16 = self.precision == "fp16"
+        with torch.inference_mode(), torch.autocast(
+            device_type=tensor.device.type, dtype=torch.float16, enabled=use_fp16
+        ):
+            out = self._module(tensor)
+        return out.float().cpu().numpy()
+
+
+def load(package: ModelPackage, network: str, precision: str = "fp32", device: str = "cpu") -> TorchRunner:
+    import torch
+
+    from screen.model.network import WithSoftmax, build
+
+    card = package.network(network)
+    if precision == "int8":
+        raise ValueError("the torch backend has no int8; use tensorrt or onnxruntime with an int8 engine")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError("the torch backend runs fp16 on CUDA only; use fp32 on the CPU")
+    net = build(card.widths, len(package.card.classes))
+    state = torch.load(package.torch_path(network), map_location="cpu", weights_only=True)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{package.torch_path(network)}: weights do not fit widths {card.widths}: {exc}") from exc
+    module = WithSoftmax(net).eval().to(device)
+    return TorchRunner(module, card.shape_multiple, precision, device)

@@ -1,0 +1,179 @@
+"""The detector, top to bottom: locate the pancreas on the whole body, look closer at a box
+around it, turn probabilities into a Detection.
+
+    coarse grid over the body ─locate network─▶ pancreas box
+    fine grid over the box ─segment network─▶ pancreas and lesion probabilities
+    ─postprocess─▶ pancreas volume, most suspicious lesion, its centre, size and location,
+                   features ─calibration─▶ score
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import ndimage
+
+from screen.backends import Runner, load_runner
+from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along
+from screen.detect.preprocess import Grid, body_grid, box_grid, sample
+from screen.model.card import ModelCard
+from screen.model.package import ModelPackage
+from screen.records import Detection, Location, Volume
+
+logger = logging.getLogger(__name__)
+
+FEATURES: tuple[str, ...] = ("lesion_logit", "lesion_log_mm3")
+_LOGIT_CLIP = 1e-4
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Detector:
+    """A model card with one runner per network, loaded once and reused for every volume."""
+
+    card: ModelCard
+    runners: Mapping[str, Runner]
+    package_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        missing = set(self.card.networks) - set(self.runners)
+        if missing:
+            raise ValueError(f"no runner for network(s) {sorted(missing)} of model {self.card.name!r}")
+
+    @classmethod
+    def open(
+        cls, package: ModelPackage, backend: str = "auto", precision: str = "fp32",
+        device: str | None = None,
+    ) -> Detector:
+        runners = {
+            name: load_runner(package, name, backend, precision, device) for name in package.card.networks
+        }
+        return cls(package.card, runners, package.sha256)
+
+    @property
+    def backend(self) -> str:
+        return self.runners[self.card.segment.name].name
+
+    @property
+    def precision(self) -> str:
+        return self.runners[self.card.segment.name].precision
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Analysis:
+    """A Detection and what it was made from, for evaluation and review images."""
+
+    detection: Detection
+    features: Mapping[str, float]
+    locate_grid: Grid
+    segment_grid: Grid | None
+    probabilities: np.ndarray | None  # (C, K, J, I) on segment_grid
+    pancreas_mask: np.ndarray | None  # bool on segment_grid
+    seconds: Mapping[str, float] = field(default_factory=dict)  # preprocess, inference, postprocess
+
+
+def features_of(lesion_peak: float, lesion_mm3: float) -> dict[str, float]:
+    """Calibration inputs: the lesion probability's logit and the log lesion volume."""
+    p = min(max(lesion_peak, _LOGIT_CLIP), 1.0 - _LOGIT_CLIP)
+    return {"lesion_logit": math.log(p / (1.0 - p)), "lesion_log_mm3": math.log1p(max(lesion_mm3, 0.0))}
+
+
+def _pancreas_box(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    mask = (prob[1] + prob[2]) > threshold
+    if not mask.any():
+        return None
+    voxels = np.argwhere(largest(mask))
+    return voxels.min(axis=0).astype(np.float64), voxels.max(axis=0).astype(np.float64)
+
+
+def analyse(volume: Volume, detector: Detector) -> Analysis:
+    card = detector.card
+    post = card.postprocess
+    locate, segment = card.locate, card.segment
+    seconds = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] += now - clock
+        clock = now
+
+    coarse = body_grid(volume, locate)
+    x = sample(volume, coarse, locate)
+    lap("preprocess")
+    coarse_prob = detector.runners[locate.name].run(x)[0]
+    lap("inference")
+    box = _pancreas_box(coarse_prob, post.pancreas_probability)
+    if box is None:
+        logger.info("no pancreas found on the coarse grid")
+        features = features_of(0.0, 0.0)
+        detection = Detection(card.calibration.score(features), False, 0.0)
+        lap("postprocess")
+        return Analysis(detection, features, coarse, None, None, None, seconds)
+    # Grid voxel bounds to volume voxel bounds, widened by half a coarse voxel on each side.
+    lo = coarse.to_volume(box[0] - 0.5)
+    hi = coarse.to_volume(box[1] + 0.5)
+    fine = box_grid(volume, lo, hi, segment)
+    lap("postprocess")
+    x = sample(volume, fine, segment)
+    lap("preprocess")
+    prob = detector.runners[segment.name].run(x)[0]
+    lap("inference")
+    analysis = _findings(volume, card, coarse, fine, prob)
+    lap("postprocess")
+    return replace(analysis, seconds=seconds)
+
+
+def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: np.ndarray) -> Analysis:
+    post = card.postprocess
+    spacing = card.segment.spacing_kji
+    voxel_mm3 = float(np.prod(spacing))
+    pancreas = largest((prob[1] + prob[2]) > post.pancreas_probability)
+    pancreas_ml = float(pancreas.sum()) * voxel_mm3 / 1000.0
+    found = pancreas_ml >= post.min_pancreas_ml
+
+    # Lesions count only in or against the gland: the segmenter's view extends past it.
+    near = ndimage.binary_dilation(pancreas, iterations=2) if found else np.ones_like(pancreas)
+    lesion_prob = np.where(near, prob[2], 0.0)
+    candidates = [
+        c for c in components(lesion_prob > post.lesion_probability, lesion_prob)
+        if c.size * voxel_mm3 >= post.min_lesion_mm3
+    ]
+    best = candidates[0] if candidates else None
+    peak = float(lesion_prob.max()) if lesion_prob.size else 0.0
+    features = features_of(peak, best.size * voxel_mm3 if best else 0.0)
+    score = card.calibration.score(features)
+
+    centre_lps = diameter = location = key = None
+    if best is not None:
+        centre_kji = fine.to_volume(best.centre)
+        centre_lps = tuple(float(v) for v in volume.to_lps(centre_kji))
+        diameter = feret_diameter_mm(best.voxels, spacing)
+        key = int(np.clip(round(float(centre_kji[0])), 0, volume.hu.shape[0] - 1))
+        if found:
+            gland_lps = volume.to_lps(fine.to_volume(np.argwhere(pancreas)))
+            location = location_along(gland_lps, np.asarray(centre_lps), post.location_fractions)
+    detection = Detection(
+        score=score, pancreas_found=found, pancreas_volume_ml=pancreas_ml,
+        lesion_center_lps=centre_lps, lesion_diameter_mm=diameter,  # type: ignore[arg-type]
+        lesion_location=location if isinstance(location, Location) else None, key_slice=key,
+    )
+    return Analysis(detection, features, coarse, fine, prob, pancreas)
+
+
+def detect(volume: Volume, detector: Detector | ModelPackage) -> Detection:
+    """The detector's conclusion about one volume.
+
+    Given a package rather than a :class:`Detector`, its runners are chosen automatically
+    and cached for the process, so calling this in a loop loads the model only once.
+    """
+    if isinstance(detector, ModelPackage):
+        detector = Detector.open(detector)
+    if not isinstance(detector, Detector):
+        raise TypeError(f"detect needs a Detector or a ModelPackage, got {type(detector).__name__}")
+    return analyse(volume, detector).detection

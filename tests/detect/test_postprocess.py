@@ -1,0 +1,81 @@
+"""Postprocessing units: components, diameters, head/body/tail, LPS through the affine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along, position_along
+from screen.records import Location, Volume
+
+
+def _ball(shape, centre, radius_vox):
+    k, j, i = np.indices(shape)
+    return (k - centre[0]) ** 2 + (j - centre[1]) ** 2 + (i - centre[2]) ** 2 <= radius_vox ** 2
+
+
+@pytest.mark.parametrize("diameter", [6.0, 15.0, 30.0])
+def test_diameter_of_a_sampled_sphere_is_close_to_its_diameter(diameter):
+    spacing = (1.5, 1.5, 1.5)
+    mask = _ball((40, 40, 40), (20, 20, 20), diameter / 2 / 1.5)
+    measured = feret_diameter_mm(np.argwhere(mask), spacing)
+    assert measured == pytest.approx(diameter, abs=1.6)
+
+
+def test_diameter_takes_the_longest_axis_with_anisotropic_voxels():
+    mask = np.zeros((5, 40, 40), bool)
+    mask[2, 20, 5:35] = True  # 30 voxels along i at 0.5 mm = 15 mm
+    assert feret_diameter_mm(np.argwhere(mask), (3.0, 0.5, 0.5)) == pytest.approx(14.5 + 4 / 3)
+
+
+def test_components_come_most_suspicious_first_and_largest_keeps_the_biggest():
+    prob = np.zeros((20, 20, 20), np.float32)
+    prob[_ball(prob.shape, (5, 5, 5), 3)] = 0.6
+    prob[_ball(prob.shape, (14, 14, 14), 2)] = 0.9
+    found = components(prob > 0.5, prob)
+    assert [round(c.peak, 2) for c in found] == [0.9, 0.6]
+    np.testing.assert_allclose(found[0].centre, (14, 14, 14))
+    big = largest(prob > 0.5)
+    assert big[5, 5, 5] and not big[14, 14, 14]
+
+
+def _gland() -> np.ndarray:
+    """Points along a curved gland in LPS: head at patient right (x = -60), tail at left."""
+    t = np.linspace(0.0, 1.0, 400)
+    x = -60.0 + 150.0 * t
+    y = 10.0 * np.sin(np.pi * t)
+    z = 15.0 * t
+    return np.stack([x, y, z], axis=1)
+
+
+@pytest.mark.parametrize(("t", "expected"), [(0.1, Location.HEAD), (0.5, Location.BODY), (0.9, Location.TAIL)])
+def test_location_along_the_gland(t, expected):
+    gland = _gland()
+    point = gland[int(t * (len(gland) - 1))]
+    assert location_along(gland, point) is expected
+
+
+def test_head_is_the_patient_right_end_whatever_order_the_points_come_in():
+    gland = _gland()[::-1]
+    assert float(position_along(gland, gland[-1:])[0]) == pytest.approx(0.0, abs=0.05)
+    assert location_along(gland, np.array([-58.0, 0.5, 0.2])) is Location.HEAD
+
+
+def test_location_needs_points():
+    with pytest.raises(ValueError, match="pancreas points must be"):
+        location_along(np.zeros((1, 3)), np.zeros(3))
+
+
+def test_lps_centre_through_a_flipped_affine():
+    # A volume stored with i running towards patient right (a flipped row direction): the
+    # same voxel index lands on the mirrored x.
+    spacing = (2.0, 0.8, 0.8)
+    flipped = np.array([
+        [-0.8, 0.0, 0.0, 200.0],
+        [0.0, 0.8, 0.0, -100.0],
+        [0.0, 0.0, 2.0, -300.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ])
+    volume = Volume(hu=np.zeros((10, 20, 30), np.float32), affine=flipped, slice_uids=tuple("0123456789"))
+    assert volume.spacing == spacing
+    np.testing.assert_allclose(volume.to_lps(np.array([4.0, 10.0, 25.0])), [200 - 20.0, -100 + 8.0, -300 + 8.0])
