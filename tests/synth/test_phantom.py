@@ -90,7 +90,7 @@ def _mean(p, name):
 
 
 def test_attenuation_is_plausible_per_organ():
-    for seed in range(8):
+    for seed in range(6):
         p = _phantom(seed, lesion=True)
         assert -1010 < float(p.hu[0, 0, 0]) < -990  # air in the corner
         assert _mean(p, "subcutaneous_fat") < -70
@@ -111,7 +111,8 @@ def test_attenuation_is_plausible_per_organ():
 
 
 def test_same_seed_same_phantom_and_seeds_differ():
-    a, b = _phantom(11, None), _phantom(11, None)
+    small = dict(shape=(48, 96, 96), spacing=(5.0, 4.0, 4.0))
+    a, b = _phantom(11, None, **small), _phantom(11, None, **small)
     assert a.spec == b.spec
     np.testing.assert_array_equal(a.hu, b.hu)
     np.testing.assert_array_equal(a.organs, b.organs)
@@ -120,7 +121,7 @@ def test_same_seed_same_phantom_and_seeds_differ():
     assert len({s.pancreas.shape for s in specs}) >= 3
     assert len({s.phase for s in specs}) == 3
     assert 4 <= sum(s.lesion is not None for s in specs) <= 16
-    volumes = [_phantom(s, False).pancreas_volume_ml for s in range(5)]
+    volumes = [_phantom(s, False, **small).pancreas_volume_ml for s in range(5)]
     assert max(volumes) > 1.3 * min(volumes)
 
 
