@@ -1,0 +1,144 @@
+"""TensorRT: strongly typed plans built by ``screen build-engine`` for this GPU model.
+
+Available only where tensorrt imports, NVML sees a GPU and a plan for that GPU was built.
+Automatic choice picks it only for a package with a plan on this GPU. A plan that no longer
+deserializes (a driver or TensorRT update) is rebuilt from the ONNX it was made from.
+Buffers are torch CUDA tensors, so no other CUDA binding is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from screen.backends.base import check_input
+
+if TYPE_CHECKING:
+    from screen.gpus import Gpu
+    from screen.model.package import ModelPackage
+
+logger = logging.getLogger(__name__)
+
+NAME = "tensorrt"
+DEPENDENCIES = {"tensorrt": "tensorrt>=10.12", "torch": "torch with CUDA", "pynvml": "nvidia-ml-py"}
+
+
+def _gpus() -> tuple[tuple[Gpu, ...], str]:
+    from screen.gpus import find_gpus
+
+    return find_gpus()
+
+
+def is_available() -> tuple[bool, str]:
+    from screen.engines.cache import list_built
+    from screen.engines.tensorrt_build import tensorrt_version
+
+    version, why = tensorrt_version()
+    if version is None:
+        return False, why
+    gpus, why = _gpus()
+    if not gpus:
+        return False, f"tensorrt {version}, but no GPU: {why}"
+    here = {(g.name, g.compute_capability) for g in gpus}
+    plans = [a for a in list_built() if a.key.kind == "plan"
+             and (a.key.gpu_name, a.key.compute_capability) in here]
+    if not plans:
+        return False, f"tensorrt {version}, but no plan built for {', '.join(sorted({g.name for g in gpus}))} (run screen build-engine)"
+    return True, f"tensorrt {version}, {len(plans)} plan(s) for this machine's GPUs"
+
+
+def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
+    from screen.engines.cache import find_artifacts
+    from screen.engines.tensorrt_build import tensorrt_version
+
+    if package is None:
+        return None, "no model package to look for plans of"
+    version, _ = tensorrt_version()
+    gpus, why = _gpus()
+    for gpu in gpus:
+        for precision in ("int8", "fp16", "fp32"):
+            if all(find_artifacts(package, n, precision, "plan", gpu=gpu, tensorrt_version=version)
+                   for n in package.card.networks):
+                return f"cuda:{gpu.index}", f"tensorrt {precision} plans for {gpu.name}"
+    return None, f"no TensorRT plan of {package.card.name} for this GPU" if gpus else why
+
+
+class TrtRunner:
+    def __init__(self, engine, input_name: str, output_name: str, multiple: int, precision: str,
+                 device: str, path: Path):
+        import torch
+
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._input = input_name
+        self._output = output_name
+        self._multiple = multiple
+        self._device = torch.device(device)
+        self.name = NAME
+        self.precision = precision
+        self.device = device
+        self.path = path
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = check_input(x, self._multiple)
+        with torch.cuda.device(self._device):
+            source = torch.from_numpy(x).to(self._device)
+            if not self._context.set_input_shape(self._input, tuple(x.shape)):
+                raise ValueError(f"{self.path.name}: input shape {x.shape} lies outside the plan's profile")
+            shape = tuple(self._context.get_tensor_shape(self._output))
+            out = torch.empty(shape, dtype=torch.float32, device=self._device)
+            self._context.set_tensor_address(self._input, source.data_ptr())
+            self._context.set_tensor_address(self._output, out.data_ptr())
+            stream = torch.cuda.current_stream(self._device)
+            if not self._context.execute_async_v3(stream.cuda_stream):
+                raise ValueError(f"{self.path.name}: TensorRT failed to run")
+            stream.synchronize()
+        return out.cpu().numpy()
+
+
+def _deserialize(path: Path):
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise ValueError(f"{path} does not deserialize on this GPU and TensorRT")
+    return engine
+
+
+def load(package: ModelPackage, network: str, precision: str = "fp32", device: str = "cuda:0") -> TrtRunner:
+    from screen.engines.build import ensure_plan
+    from screen.engines.cache import cache_root, find_artifacts, find_built
+    from screen.engines.tensorrt_build import tensorrt_version
+
+    card = package.network(network)
+    if not device.startswith("cuda"):
+        raise ValueError(f"tensorrt runs on 'cuda[:N]', not {device!r}")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    gpus, why = _gpus()
+    gpu = next((g for g in gpus if g.index == index), None)
+    if gpu is None:
+        raise ValueError(f"no GPU {index} for tensorrt: {why}")
+    version, why = tensorrt_version()
+    if version is None:
+        raise ValueError(why)
+    # The plan is built from the ONNX of this precision: the package's own for fp32, else
+    # the converted one in the cache.
+    source = package.onnx_path(network) if precision == "fp32" else find_built(package, network, precision)
+    if source is None:
+        raise ValueError(f"no {precision} ONNX of {package.card.name}/{network}: run screen build-engine --{precision}")
+    found = find_artifacts(package, network, precision, "plan", gpu=gpu, tensorrt_version=version)
+    root = cache_root()
+    artifact = found[0] if found else ensure_plan(source, precision, network, package, gpu, root, version)
+    try:
+        engine = _deserialize(artifact.path)
+    except ValueError as exc:
+        logger.warning("%s; rebuilding it", exc)
+        artifact = ensure_plan(source, precision, network, package, gpu, root, version, rebuild=True)
+        engine = _deserialize(artifact.path)
+    return TrtRunner(engine, card.input_name, card.output_name, card.shape_multiple, precision, device, artifact.path)
