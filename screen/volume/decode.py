@@ -29,7 +29,7 @@ from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
-from screen.volume.errors import VolumeError
+from screen.volume.errors import DamagedPixels, VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,8 @@ def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarr
         # pydicom names every plugin it tried and what each one lacks or why it failed.
         raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data fails anywhere
-        raise VolumeError(
-            f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
+        raise DamagedPixels(
+            path, f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
 

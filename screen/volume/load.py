@@ -16,6 +16,8 @@ from) at any time.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+
 import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
@@ -23,16 +25,39 @@ from scipy import ndimage
 from screen.records import Series, Volume
 from screen.volume import orient
 from screen.volume.decode import PADDING_HU, check_decodable, hu_frames, read_dataset
-from screen.volume.errors import VolumeError
+from screen.volume.errors import DamagedPixels, VolumeError
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
 log = logging.getLogger(__name__)
 
+# Damaged files left out of one series before it is judged unusable as a whole.
+MAX_DAMAGED_SLICES = 2
+
 
 def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
-    """The series as a Volume, or VolumeError saying in words why it cannot be one."""
+    """The series as a Volume, or VolumeError saying in words why it cannot be one.
+
+    A slice whose pixel data is damaged (truncated copies are common in exports) is left
+    out and treated as a missing slice, with a warning, so long as the gap it leaves is
+    within ``max_gap_slices``; more than ``MAX_DAMAGED_SLICES`` such files fail the series.
+    """
     if not isinstance(series, Series):
         raise TypeError(f"load_volume needs a Series, got {type(series).__name__}")
+    left_out: list[str] = []
+    while True:
+        try:
+            return _load(series, max_gap_slices, tuple(left_out))
+        except DamagedPixels as exc:
+            remaining = tuple(i for i in series.instances if i.path != exc.path)
+            if len(left_out) >= MAX_DAMAGED_SLICES or len(remaining) < 2 or \
+                    len(remaining) == len(series.instances):
+                raise
+            log.warning("%s; leaving it out of series %s", exc, series.key)
+            left_out.append(f"{exc}: left out and treated as a missing slice")
+            series = replace(series, instances=remaining)
+
+
+def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...]) -> Volume:
     plan = plan_slices(series, max_gap_slices=max_gap_slices)
     for syntax in plan.transfer_syntaxes:
         check_decodable(syntax, next(i.path for i in series.instances
@@ -52,7 +77,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
         hu=hu,
         affine=orient.turned_affine(plan.affine, acquired, turn),
         slice_uids=uids,
-        warnings=plan.warnings,
+        warnings=notes + plan.warnings,
         slice_axis=orient.slice_axis(turn),
     )
 

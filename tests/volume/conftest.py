@@ -99,7 +99,10 @@ def sitk_image(paths: Sequence[Path | str]):
     if len(paths) == 1:
         return sitk.ReadImage(str(paths[0]))
     folder = str(Path(paths[0]).parent)
-    names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder)
+    # A folder can hold several series: ask for this one by its UID.
+    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
+    assert len(names) == len(paths), (len(names), len(paths))
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(names)
     return reader.Execute()
