@@ -77,7 +77,7 @@ def _middle_sections(volume: Volume) -> tuple[np.ndarray, float]:
     picks = np.unique(np.linspace(lo, hi - 1, num=min(9, hi - lo)).round().astype(int))
     spacing_kji = volume.spacing
     in_plane = [spacing_kji[a] for a in range(3) if a != axis]
-    strides = [max(1, int(round(_TARGET_PIXEL_MM / s))) for s in in_plane]
+    strides = [max(1, round(_TARGET_PIXEL_MM / s)) for s in in_plane]
     middle = sections[picks][:, ::strides[0], ::strides[1]].astype(np.float32, copy=False)
     return middle, in_plane[0] * strides[0] * in_plane[1] * strides[1]
 

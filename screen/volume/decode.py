@@ -96,7 +96,7 @@ def read_dataset(path: str) -> Dataset:
     """The whole file, pixels included (headers alone were read when indexing)."""
     try:
         return pydicom.dcmread(path, force=True)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means this file is unreadable
+    except Exception as exc:
         raise VolumeError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
@@ -197,7 +197,7 @@ def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarr
     except RuntimeError as exc:
         # pydicom names every plugin it tried and what each one lacks or why it failed.
         raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
-    except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data fails anywhere
+    except Exception as exc:
         raise DamagedPixels(
             path, f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
             f"{type(exc).__name__}: {_one_line(exc)}"

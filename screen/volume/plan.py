@@ -211,7 +211,7 @@ def _resample_along_normal(
                 "are filled in"
             )
     coverage = float(distances[-1] - distances[0])
-    count = int(round(coverage / median)) + 1
+    count = round(coverage / median) + 1
     step = coverage / (count - 1)
     targets = distances[0] + step * np.arange(count)
     targets[-1] = distances[-1]  # exactly, whatever the rounding

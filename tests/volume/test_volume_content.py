@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compare_with_sitk, series_of, sitk_image
 
 from screen.records import Volume
 from screen.volume import VolumeError, load_volume, looks_abdominal
 from screen.volume.decode import check_decodable
-
-from conftest import compare_with_sitk, series_of, sitk_image
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-ct" / "totalsegmentator"
 

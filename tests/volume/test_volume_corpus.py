@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compare_with_sitk, series_of, sitk_affine, sitk_image
 from scipy import ndimage
 
 from screen.volume import VolumeError, load_volume
-from screen.volume.decode import PADDING_HU
-
-from conftest import compare_with_sitk, series_of, sitk_affine, sitk_image
 
 pytest.importorskip("SimpleITK", reason="SimpleITK is the independent reader")
 

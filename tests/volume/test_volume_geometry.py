@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compare_with_sitk, series_in, sitk_image, write_ct_series
 from pydicom.uid import RLELossless
 
 from screen.headers import read_instance
 from screen.series import make_series
 from screen.volume import VolumeError, load_volume
 from screen.volume.decode import PADDING_HU
-
-from conftest import compare_with_sitk, series_in, sitk_image, write_ct_series
 
 ROWS, COLUMNS = 12, 10
 
