@@ -312,7 +312,7 @@ class _CaseWriter:
         top = spec.liver_dome_z_mm + float(rng.uniform(0, 20))
         bottom = spec.iliac_crest_z_mm - float(rng.uniform(10, 100))
         # At most 240 slices (a 1 mm series stops in the upper pelvis) keeps cases quick.
-        n = min(240, int(round((top - bottom) / thickness)) + 1)
+        n = min(240, round((top - bottom) / thickness) + 1)
         a = spec.body_semi_mm[0] * (1 - 0.0004 * bottom)
         fov = float(np.clip(max(rng.uniform(320, 450), 2.2 * a), 320, 450))
         ps = fov / self.matrix
@@ -393,7 +393,7 @@ class _CaseWriter:
             return self.emit(study, plan, list(lung), positions, AXIAL, (ps, ps))[0]
         if kind == "coronal_reformat":
             number = self.next_number()
-            step = max(1, int(round(5.0 / ps)))
+            step = max(1, round(5.0 / ps))
             rows_j = range(int(0.2 * m), int(0.8 * m), step)
             images = [hu[::-1, j, :] for j in rows_j]
             places = [(float(origin[0]), float(origin[1] + j * ps), positions[-1][2])
@@ -423,7 +423,7 @@ class _CaseWriter:
             return self.emit(other, plan, list(volume), places, AXIAL, (fov / m, fov / m))[0]
         if kind == "mr":
             other = self.study("mr", "MR ABDOMEN")
-            step = max(1, int(round(6.0 / thickness)))
+            step = max(1, round(6.0 / thickness))
             lut = np.zeros(256, dtype=np.float32)
             for code, name in ORGAN_LABELS.items():
                 lut[code] = _MR_SIGNAL.get(name, 300)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +34,15 @@ class JunkFile:
 
 
 def truncated_copy(source: Path, target: Path) -> JunkFile:
-    """A copy of a good DICOM file cut off half-way through its pixel data: its header
-    reads, its pixels do not (an export interrupted mid-file)."""
+    """A copy of a good DICOM file cut off early in its data set, as an interrupted transfer
+    leaves it: the preamble and file meta survive, the identifying tags do not."""
     data = source.read_bytes()
-    pixels = len(dcmread(source).PixelData)
+    if data[128:132] != b"DICM":
+        raise ValueError(f"{source} is not a DICOM file with a preamble")
+    # (0002,0000) group length sits at byte 132; its value is at 140..144.
+    meta_end = 144 + struct.unpack("<I", data[140:144])[0]
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data[: len(data) - max(2, pixels // 2)])
+    target.write_bytes(data[: meta_end + 150])
     return JunkFile(target, "truncated_dicom")
 
 

@@ -687,7 +687,7 @@ def _ribs_and_pelvis(organs: np.ndarray, grid: _Grid, spec: PhantomSpec) -> None
 
 
 def _vessels(organs: np.ndarray, grid: _Grid, spec: PhantomSpec) -> None:
-    z0, z1 = float(grid.z[0]) - 5, float(grid.z[-1]) + 5
+    _z0, z1 = float(grid.z[0]) - 5, float(grid.z[-1]) + 5
     ax, ay, ar = spec.aorta
     bifurcation = spec.iliac_crest_z_mm + 30
     _paint_column(organs, grid, ax, ay, ar, bifurcation, min(z1, spec.liver_dome_z_mm + 20),
@@ -731,10 +731,17 @@ def _pancreas(organs: np.ndarray, grid: _Grid, p: PancreasSpec) -> None:
     view[inside & (dist <= p.duct_radius_mm)] = _CODE["pancreatic_duct"]
 
 
+def _step(axis: np.ndarray) -> float:
+    return float(axis[1] - axis[0]) if axis.size > 1 else 1.0
+
+
 def _lesion(organs: np.ndarray, grid: _Grid, lesion: LesionSpec) -> None:
     r = lesion.diameter_mm / 2.0
     c = np.asarray(lesion.center_mm)
-    sl = grid.box(tuple(c - 1.3 * r), tuple(c + 1.3 * r))
+    # At least one voxel either side, so even a sub-voxel lesion finds its nearest voxels.
+    steps = np.array([_step(grid.x), _step(grid.y), _step(grid.z)])
+    half = np.maximum(1.3 * r, steps)
+    sl = grid.box(tuple(c - half), tuple(c + half))
     if sl is None:
         return
     x, y, z = grid.open(sl)
@@ -743,6 +750,10 @@ def _lesion(organs: np.ndarray, grid: _Grid, lesion: LesionSpec) -> None:
     pts[..., 0], pts[..., 1], pts[..., 2] = x - c[0], y - c[1], z - c[2]
     rho = np.sqrt((pts ** 2).sum(axis=-1)) / r
     inside = rho <= 1.0 + _waves_field(pts, lesion.irregularity)
+    if not inside.any():
+        # A lesion smaller than a voxel still marks the voxel holding its centre, so truth
+        # and labels never disagree on coarse grids.
+        inside = rho == rho.min()
     organs[sl][inside] = LESION_CODE
 
 

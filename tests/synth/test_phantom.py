@@ -57,7 +57,7 @@ def test_pancreas_sits_mid_abdomen_and_holds_the_lesion(seed):
     assert p.spec.iliac_crest_z_mm < z[slices].min() and z[slices].max() < p.spec.liver_dome_z_mm
     assert -70 < z[slices].mean() < 40
     # The lesion: label 2, centred on the gland, inside the pancreas labels, the right size.
-    centre = tuple(int(round(c)) for c in p.lesion_center_kji)
+    centre = tuple(round(c) for c in p.lesion_center_kji)
     assert p.labels[centre] == 2
     lesion = p.labels == 2
     assert np.all(p.labels[lesion] > 0)
@@ -111,7 +111,7 @@ def test_attenuation_is_plausible_per_organ():
 
 
 def test_same_seed_same_phantom_and_seeds_differ():
-    small = dict(shape=(48, 96, 96), spacing=(5.0, 4.0, 4.0))
+    small = {"shape": (48, 96, 96), "spacing": (5.0, 4.0, 4.0)}
     a, b = _phantom(11, None, **small), _phantom(11, None, **small)
     assert a.spec == b.spec
     np.testing.assert_array_equal(a.hu, b.hu)
