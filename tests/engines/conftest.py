@@ -7,7 +7,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -54,7 +53,3 @@ def shipped_package() -> ModelPackage:
         return find_package("pancreas-phantom-v1")
     except ValueError as exc:
         pytest.skip(f"the shipped model package is not here yet: {exc}")
-
-
-def random_input(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (1, 1, *shape)).astype(np.float32)
