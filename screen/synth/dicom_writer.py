@@ -313,6 +313,8 @@ def write_series(root: Path, study: Study, plan: SeriesPlan, images: Sequence[np
         chunks[0x7FE00010] = _pixel_data(plan, ds, image, implicit)
         folder = plan.folders[0] if len(plan.folders) == 1 or index < n // 2 else plan.folders[1]
         path = root / folder / file_name(plan, index, sop_uid)
+        if path.exists():  # two series sharing a flat folder must never overwrite each other
+            raise ValueError(f"{path} was already written by another series")
         path.parent.mkdir(parents=True, exist_ok=True)
         body = b"".join(chunks[tag] for tag in sorted(chunks))
         path.write_bytes(b"\0" * 128 + b"DICM" + _file_meta(plan, sop_uid) + body)

@@ -235,7 +235,7 @@ class Phantom:
     lesion_location: Location | None
 
     def __post_init__(self) -> None:
-        if self.hu.ndim != 3 or self.hu.shape != self.labels.shape != self.organs.shape:
+        if self.hu.ndim != 3 or not self.hu.shape == self.labels.shape == self.organs.shape:
             raise ValueError(
                 f"hu, labels and organs must share one 3-D shape, got {self.hu.shape}, "
                 f"{self.labels.shape}, {self.organs.shape}"
