@@ -199,3 +199,40 @@ def test_refuses_a_non_empty_output_folder(tmp_path):
         write_archive(tmp_path / "new", 0)
     with pytest.raises(ValueError, match="matrix must be an integer in 16..1024"):
         write_archive(tmp_path / "new", 1, matrix=8)
+
+
+def test_distractors_carry_the_tags_that_tell_them_apart(archive, headers):
+    manifest = _rows(archive.manifest_csv)
+    by_series: dict[tuple[str, str], list] = {}
+    for ds in headers.values():
+        by_series.setdefault((ds.StudyInstanceUID, str(ds.SeriesNumber)), []).append(ds)
+    seen = set()
+    for row in manifest:
+        if row["kind"] in ("junk", "abdominal_ct"):
+            continue
+        files = by_series[(row["study_instance_uid"], row["series_number"])]
+        first = files[0]
+        kind = row["kind"]
+        seen.add(kind)
+        if kind == "localizer":
+            assert len(files) == 1 and "LOCALIZER" in first.ImageType
+        elif kind == "coronal_reformat":
+            assert list(first.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+            assert [float(v) for v in first.ImageOrientationPatient] == [1, 0, 0, 0, 0, -1]
+        elif kind == "lung_kernel":
+            # Same volume as the abdominal series: same frame of reference and positions.
+            abdomen = next(r for r in manifest if r["kind"] == "abdominal_ct"
+                           and r["study_instance_uid"] == row["study_instance_uid"])
+            soft = by_series[(abdomen["study_instance_uid"], abdomen["series_number"])]
+            assert first.FrameOfReferenceUID == soft[0].FrameOfReferenceUID
+            assert first.ConvolutionKernel != soft[0].ConvolutionKernel
+            assert sorted(float(d.ImagePositionPatient[2]) for d in files) == sorted(
+                float(d.ImagePositionPatient[2]) for d in soft)
+        elif kind == "mr":
+            assert first.Modality == "MR" and first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+        elif kind in ("head_ct", "chest_ct"):
+            assert first.BodyPartExamined == kind.split("_")[0].upper()
+        elif kind == "dose_report":
+            assert first.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7",
+                                         "1.2.840.10008.5.1.4.1.1.88.67")
+    assert len(seen) >= 5
