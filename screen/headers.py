@@ -71,9 +71,14 @@ def read_instance(path: str) -> Instance | FileError:
         size = os.stat(path).st_size
         if size == 0:
             return FileError(path, Stage.HEADER, "empty file (0 bytes)")
-        ds = _read(path, _past_group_0028, _TAGS)
+        ds, at_end = _read(path, _past_group_0028, _TAGS)
         if _int(ds, "NumberOfFrames", 1) > 1:
-            ds = _read(path, _at_pixels, _MULTIFRAME_TAGS)
+            ds, at_end = _read(path, _at_pixels, _MULTIFRAME_TAGS)
+        if at_end:
+            # Every stored object has elements past group 0028 (pixel data, report content);
+            # a file that ends before any of them was cut short, as by an interrupted transfer.
+            return FileError(path, Stage.HEADER,
+                             "truncated: the file ends inside its header, before any pixel data")
         return _instance(path, ds, size)
     except NotAnImage as exc:
         return FileError(path, Stage.HEADER, f"DICOM but not an image: {exc}")
@@ -92,7 +97,8 @@ def read_instances(paths: Iterable[str]) -> list[Instance | FileError]:
 
 
 def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
-          tags: list[BaseTag]) -> Dataset:
+          tags: list[BaseTag]) -> tuple[Dataset, bool]:
+    """The data set, and whether reading ran to the end of the file without stopping."""
     with open(path, "rb") as fp:
         try:
             ds = pydicom.filereader.read_partial(fp, stop_when=stop_when, specific_tags=tags)
@@ -108,12 +114,13 @@ def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
             ds = pydicom.filereader.read_partial(
                 fp, stop_when=stop_when, specific_tags=tags, force=True
             )
+        at_end = fp.tell() >= os.fstat(fp.fileno()).st_size
     if len(ds) == 0:
         meta = getattr(ds, "file_meta", None)
         if meta is not None and meta.get("MediaStorageSOPClassUID") == _MEDIA_DIRECTORY:
             raise NotAnImage("a DICOM media directory (DICOMDIR): an index of other files")
         raise NotAnImage("a DICOM file meta header with no image data set after it")
-    return ds
+    return ds, at_end
 
 
 def _instance(path: str, ds: Dataset, size: int) -> Instance:

@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -21,12 +21,13 @@ import pyarrow as pa
 from screen import tables
 from screen.crawl import Found, crawl
 from screen.headers import read_instances
-from screen.records import FileError, Instance, InventoryEntry, Series
+from screen.records import Decision, FileError, Instance, InventoryEntry, Series
 from screen.select import Rules, facts, load_rules
 from screen.series import assemble
 
 log = logging.getLogger(__name__)
 
+CONTENT_RULE = "content"  # the rule name for series the image content ruled out
 CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
 WINDOW_PER_WORKER = 4  # chunks in flight per worker process
 
@@ -80,6 +81,16 @@ def index(
 def inventory_entry(series: Series, rules: Rules) -> InventoryEntry:
     decision, confirm = rules.decide(series)
     return InventoryEntry(series, decision, geometry_warnings(series), confirm)
+
+
+def with_content_decisions(result: IndexResult, ruled_out: dict[str, str]) -> IndexResult:
+    """The result with series whose image content showed no abdomen marked ineligible."""
+    entries = tuple(
+        replace(e, decision=Decision(False, CONTENT_RULE, ruled_out[e.series.key]))
+        if e.series.key in ruled_out else e
+        for e in result.entries
+    )
+    return replace(result, entries=entries)
 
 
 def geometry_warnings(series: Series) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SERIES_PER_WORKER = 2  # series in flight per worker: enough to keep each busy, few in memory
 FLUSH_ROWS = 16
-FLUSH_SECONDS = 10.0
+FLUSH_SECONDS = 2.0  # at most this much finished work is lost to a crash
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,12 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
 
     eligible_keys = {e.series.key for e in result.eligible}
     rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
+    ruled_out = worklist.rejected(rows)
+    if ruled_out:  # the inventory learns what the pixels said
+        result = indexing.with_content_decisions(result, ruled_out)
+        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots)
     table = worklist.finalise(rows, threshold)
+    store.compact(rows)
     worklist.write_worklist(table, out, {
         "model": package.card.name, "model_version": package.card.version,
         "model_sha256": package.sha256, "threshold": threshold,
@@ -179,12 +184,15 @@ def _unknown_producer() -> worklist.Producer:
 # Tasks: run on the workers, never raise for a bad series (its reason goes into the row).
 
 
-class ContentError(ValueError):
-    """The tags did not say abdomen and the pixels do not show one."""
+@dataclass(frozen=True, slots=True)
+class NotAbdominal:
+    """The tags did not name the abdomen and the pixels do not show one."""
+
+    reason: str
 
 
-def load_series(series: Series, confirm: bool) -> Volume | str:
-    """The series' volume, or the reason it could not be loaded."""
+def load_series(series: Series, confirm: bool) -> Volume | NotAbdominal | str:
+    """The series' volume, why its content rules it out, or why it could not be loaded."""
     from screen.volume import VolumeError, load_volume, looks_abdominal
 
     try:
@@ -194,11 +202,11 @@ def load_series(series: Series, confirm: bool) -> Volume | str:
     if confirm:
         abdominal, why = looks_abdominal(volume)
         if not abdominal:
-            return f"the tags do not name the abdomen and the image does not show it: {why}"
+            return NotAbdominal(f"no tag names the abdomen and the image does not show one: {why}")
     return volume
 
 
-def detect_series(series: Series, volume: Volume | str) -> dict[str, object]:
+def detect_series(series: Series, volume: Volume | NotAbdominal | str) -> dict[str, object]:
     from screen.detect.detector import detect
 
     detector = worker_detector()
@@ -206,6 +214,8 @@ def detect_series(series: Series, volume: Volume | str) -> dict[str, object]:
                                  detector.package_sha256, detector.backend, detector.precision)
     if isinstance(volume, str):
         return worklist.row(series, producer, error=volume)
+    if isinstance(volume, NotAbdominal):
+        return worklist.row(series, producer, error=volume.reason, status=worklist.REJECTED)
     try:
         detection = detect(volume, detector)
     except Exception as exc:  # noqa: BLE001 - a failure on one series must not stop the sweep

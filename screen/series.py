@@ -50,13 +50,17 @@ def assemble(instances: Iterable[Instance]) -> tuple[list[Series], list[FileErro
     for instance in sorted(instances, key=lambda i: i.path):
         members = groups[group_key(instance)]
         uid = instance.sop_instance_uid or instance.path
-        if uid in members:
-            duplicates.append(FileError(
-                instance.path, Stage.GROUP,
-                f"duplicate of SOP instance {uid} already indexed from {members[uid].path}",
-            ))
+        kept = members.get(uid)
+        if kept is None:
+            members[uid] = instance
             continue
-        members[uid] = instance
+        if instance.file_size > kept.file_size:
+            # Keep the larger copy: a short one is usually a truncated transfer.
+            members[uid], kept, instance = instance, instance, kept
+        duplicates.append(FileError(
+            instance.path, Stage.GROUP,
+            f"duplicate of SOP instance {uid}; kept the copy at {kept.path}",
+        ))
     series: list[Series] = []
     for (key, source), members in sorted(groups.items()):
         series.extend(split_series(key, source, list(members.values())))

@@ -43,11 +43,21 @@ class Producer:
     precision: str
 
 
+REJECTED = "rejected"  # kept in part files for --resume, never in the final worklist
+
+
 def row(series: Series, producer: Producer, detection: Detection | None = None,
-        key_sop_instance_uid: str | None = None, error: str | None = None) -> dict[str, object]:
-    """One worklist row: scored when ``detection`` is given, else an error with its reason."""
+        key_sop_instance_uid: str | None = None, error: str | None = None,
+        status: str = "error") -> dict[str, object]:
+    """One worklist row: scored when ``detection`` is given, else ``status`` with its reason.
+
+    ``status`` is ``error``, or ``rejected`` for a series whose image content showed it is
+    not an abdomen after all (it leaves the worklist and is marked so in the inventory).
+    """
     if (detection is None) == (error is None):
         raise ValueError("a worklist row needs either a detection or an error, not both")
+    if status not in ("error", REJECTED):
+        raise ValueError(f"status of an unscored row must be 'error' or 'rejected', not {status!r}")
     first = series.first
     base: dict[str, object] = {
         "rank": None,
@@ -66,7 +76,7 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         HASH_COLUMN: producer.model_sha256,
     }
     if detection is None:
-        return base | {"status": "error", "error": error, "score": None,
+        return base | {"status": status, "error": error, "score": None,
                        "pancreas_found": None, "pancreas_volume_ml": None}
     centre = detection.lesion_center_lps
     return base | {
@@ -114,11 +124,18 @@ class PartStore:
         return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
 
     def done(self, model_sha256: str) -> set[str]:
-        """Series already scored (status ok) by this exact model package."""
+        """Series already scored, or rejected by content, by this exact model package."""
         table = self.read()
         mask = pc.and_(pc.equal(table[HASH_COLUMN], model_sha256),
-                       pc.equal(table["status"], "ok"))
+                       pc.is_in(table["status"], pa.array(["ok", REJECTED])))
         return set(table.filter(mask)[KEY_COLUMN].to_pylist())
+
+    def compact(self, rows: Sequence[dict[str, object]]) -> None:
+        """Replace every part by one holding ``rows``, so parts do not pile up over sweeps."""
+        old = sorted(self.folder.glob("part-*.parquet"))
+        self.write(rows)
+        for part in old:
+            part.unlink()
 
     def clear(self) -> None:
         for part in self.folder.glob("part-*.parquet"):
@@ -132,7 +149,7 @@ def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
     for r in rows:
         latest[str(r[KEY_COLUMN])] = dict(r)
     scored = [r for r in latest.values() if r["status"] == "ok"]
-    failed = [r for r in latest.values() if r["status"] != "ok"]
+    failed = [r for r in latest.values() if r["status"] == "error"]
     # Highest score first; equal scores in UID order so that reruns rank identically.
     scored.sort(key=lambda r: (-float(r["score"]), str(r["series_instance_uid"] or ""),
                                str(r[KEY_COLUMN])))
@@ -143,6 +160,11 @@ def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
     for r in failed:
         r["rank"], r["flagged"] = None, None
     return pa.Table.from_pylist(scored + failed, schema=SCHEMA)
+
+
+def rejected(rows: Iterable[dict[str, object]]) -> dict[str, str]:
+    """Series key -> reason, for series whose image content ruled them out."""
+    return {str(r[KEY_COLUMN]): str(r["error"]) for r in rows if r["status"] == REJECTED}
 
 
 def write_worklist(table: pa.Table, out: Path, extra: dict[str, object]) -> None:
