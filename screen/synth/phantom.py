@@ -750,7 +750,9 @@ def _lesion(organs: np.ndarray, grid: _Grid, lesion: LesionSpec) -> None:
     pts[..., 0], pts[..., 1], pts[..., 2] = x - c[0], y - c[1], z - c[2]
     rho = np.sqrt((pts ** 2).sum(axis=-1)) / r
     inside = rho <= 1.0 + _waves_field(pts, lesion.irregularity)
-    if not inside.any():
+    within = all(axis[0] - step / 2 <= v <= axis[-1] + step / 2
+                 for axis, step, v in zip((grid.x, grid.y, grid.z), steps, c))
+    if not inside.any() and within:
         # A lesion smaller than a voxel still marks the voxel holding its centre, so truth
         # and labels never disagree on coarse grids.
         inside = rho == rho.min()

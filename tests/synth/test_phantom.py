@@ -166,3 +166,15 @@ def test_render_is_fast_enough_for_training():
     start = time.perf_counter()
     render(spec, shape_kji=SHAPE, spacing_kji=SPACING)
     assert time.perf_counter() - start < 2.0  # well under a second when the machine is idle
+
+
+def test_coarse_grids_keep_the_lesion_and_grids_that_miss_it_have_none():
+    spec = sample_spec(np.random.default_rng(2), lesion=True)
+    z = spec.lesion.center_mm[2]
+    coarse = render(spec, shape_kji=(24, 32, 32), spacing_kji=(5.0, 14.0, 14.0), z_center_mm=z)
+    centre = tuple(round(c) for c in coarse.lesion_center_kji)
+    assert coarse.labels[centre] == 2
+    missed = render(spec, shape_kji=(24, 32, 32), spacing_kji=(5.0, 14.0, 14.0),
+                    z_center_mm=z + 150.0)
+    assert not np.any(missed.labels == 2)
+    assert missed.lesion_center_kji is None and missed.lesion_location is None
