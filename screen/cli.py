@@ -177,6 +177,58 @@ def evaluate_command(
         err.print(f"ROC curve written to {plot}", highlight=False)
 
 
+@app.command("build-engine")
+def build_engine_command(
+    fp16: Annotated[bool, typer.Option("--fp16", help="Mixed-precision FP16 ONNX.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ ONNX (needs --calib).")] = False,
+    model: Annotated[str, typer.Option("--model", help="Model package name or folder.")] = (
+        "pancreas-phantom-v1"),
+    calib: Annotated[Path | None, typer.Option(
+        "--calib", help="Calibration: an archive to draw series from, or a saved .npz.",
+        exists=True)] = None,
+    validate: Annotated[Path | None, typer.Option(
+        "--validate", help="Archive with truth.csv beside it for the accuracy gate "
+        "(default: held-out phantoms).", exists=True)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Engine cache folder (default: ~/.cache/screen/engines).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Register even if AUROC drops by more than 0.02 (recorded).")] = False,
+    method: Annotated[str, typer.Option("--method", help="INT8 calibration: max or entropy.")] = (
+        "max"),
+    gate_cases: Annotated[int, typer.Option("--gate-cases", min=4,
+                                            help="Phantoms for the default gate.")] = 12,
+) -> None:
+    """Build FP16 or INT8 ONNX (checked with ONNX Runtime) and, where TensorRT and a GPU
+    exist, a TensorRT plan for this GPU. Everything goes to the engine cache."""
+    from screen.engines.build import build_engine
+
+    if fp16 == int8:
+        raise fail("choose exactly one of --fp16 and --int8")
+    try:
+        result = build_engine(model, "fp16" if fp16 else "int8", calib=calib, validate=validate,
+                              out=out, force=force, method=method, gate_cases=gate_cases)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    if result.gate is not None:
+        err.print(result.gate.summary(), highlight=False)
+    for artifact in (*result.onnx, *result.plans):
+        err.print(f"built {artifact.path}", highlight=False)
+    err.print(result.tensorrt, highlight=False)
+
+
+@app.command("doctor")
+def doctor_command(
+    model: Annotated[str, typer.Option("--model", help="Model package name or folder.")] = (
+        "pancreas-phantom-v1"),
+    cache: Annotated[Path | None, typer.Option("--cache", help="Engine cache folder.")] = None,
+) -> None:
+    """What this machine offers (GPUs, CUDA, TensorRT, ONNX Runtime, engines) and what
+    `scan --backend auto` would use, and why."""
+    from screen.doctor import doctor_report, render_doctor
+
+    render_doctor(doctor_report(model=model, cache=cache))
+
+
 class _file_progress:
     """A rich progress display fed by the library's progress callbacks."""
 

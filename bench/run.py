@@ -1,0 +1,33 @@
+"""`make bench`: every benchmark in turn; each writes out/bench/<name>.json and prints it.
+
+    python -m bench.run [name ...]      # default: all of them
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "index": "bench.index_bench",
+    "detector": "bench.detector_bench",
+    "engines": "bench.engines_bench",
+    "scan": "bench.scan_bench",
+}
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(BENCHMARKS):
+        module = BENCHMARKS[name]
+        try:
+            bench = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        print(f"== {name} ==", flush=True)
+        sys.argv = [module]
+        bench.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
