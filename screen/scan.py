@@ -68,6 +68,9 @@ class ScanSummary:
     inventory: Path
     errors: Path
     dashboard: str | None
+    seconds: dict[str, float] = field(default_factory=dict)  # index, screen, write
+    client_peak_rss_mib: float = 0.0
+    worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)
 
 
 def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
@@ -94,11 +97,17 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
         client.register_plugin(DetectorPlugin(spec))
+        clock = time.perf_counter()
         result = indexing.index(roots, rules=rules, executor=client.get_executor(),
                                 progress=progress.index)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots)
+        seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
+        clock = time.perf_counter()
         _screen_all(client, todo, store, threshold, progress, len(result.eligible))
+        seconds["screen"] = time.perf_counter() - clock
+        worker_rss = client.run(peak_rss_mib)
+    clock = time.perf_counter()
 
     eligible_keys = {e.series.key for e in result.eligible}
     rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
@@ -114,6 +123,7 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         "backend_requested": options.backend, "precision": options.precision,
         "archives": [str(Path(r).resolve()) for r in roots],
     })
+    seconds["write"] = time.perf_counter() - clock
     statuses = table["status"].to_pylist()
     return ScanSummary(
         files_found=result.files_found, series=len(result.entries),
@@ -121,7 +131,15 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         scored=statuses.count("ok"), failed=statuses.count("error"),
         flagged=sum(1 for f in table["flagged"].to_pylist() if f),
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
+        seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
     )
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
@@ -191,38 +209,54 @@ class NotAbdominal:
     reason: str
 
 
-def load_series(series: Series, confirm: bool) -> Volume | NotAbdominal | str:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What loading a series gave: its volume, or why there is none, and how long it took."""
+
+    outcome: Volume | NotAbdominal | str
+    seconds: float
+
+
+def load_series(series: Series, confirm: bool) -> Loaded:
     """The series' volume, why its content rules it out, or why it could not be loaded."""
     from screen.volume import VolumeError, load_volume, looks_abdominal
 
+    start = time.perf_counter()
     try:
         volume = load_volume(series)
     except VolumeError as exc:
-        return f"could not be loaded: {exc}"
+        return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
     if confirm:
         abdominal, why = looks_abdominal(volume)
         if not abdominal:
-            return NotAbdominal(f"no tag names the abdomen and the image does not show one: {why}")
-    return volume
+            reason = f"no tag names the abdomen and the image does not show one: {why}"
+            return Loaded(NotAbdominal(reason), time.perf_counter() - start)
+    return Loaded(volume, time.perf_counter() - start)
 
 
-def detect_series(series: Series, volume: Volume | NotAbdominal | str) -> dict[str, object]:
+def detect_series(series: Series, loaded: Loaded) -> dict[str, object]:
     from screen.detect.detector import detect
 
     detector = worker_detector()
     producer = worklist.Producer(detector.card.name, detector.card.version,
                                  detector.package_sha256, detector.backend, detector.precision)
+    volume = loaded.outcome
+    timing = {"load_seconds": loaded.seconds}
     if isinstance(volume, str):
-        return worklist.row(series, producer, error=volume)
+        return worklist.row(series, producer, error=volume) | timing
     if isinstance(volume, NotAbdominal):
-        return worklist.row(series, producer, error=volume.reason, status=worklist.REJECTED)
+        return worklist.row(series, producer, error=volume.reason,
+                            status=worklist.REJECTED) | timing
+    start = time.perf_counter()
     try:
         detection = detect(volume, detector)
     except Exception as exc:  # noqa: BLE001 - a failure on one series must not stop the sweep
         log.exception("detector failed on %s", series.key)
-        return worklist.row(series, producer, error=f"detector failed: {type(exc).__name__}: {exc}")
+        reason = f"detector failed: {type(exc).__name__}: {exc}"
+        return worklist.row(series, producer, error=reason) | timing
+    timing["detect_seconds"] = time.perf_counter() - start
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
-    return worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
+    return worklist.row(series, producer, detection, key_sop_instance_uid=key_uid) | timing
 
 
 def screen_series(series: Series, confirm: bool) -> dict[str, object]:

@@ -27,9 +27,14 @@ log = logging.getLogger(__name__)
 # series UID was missing or split, and the package hash that decides what --resume may reuse.
 KEY_COLUMN = "series_key"
 HASH_COLUMN = "model_sha256"
-SCHEMA = tables.WORKLIST_SCHEMA.append(pa.field(KEY_COLUMN, pa.string(), nullable=False)).append(
-    pa.field(HASH_COLUMN, pa.string())
-)
+SCHEMA = pa.schema([
+    *tables.WORKLIST_SCHEMA,
+    pa.field(KEY_COLUMN, pa.string(), nullable=False),
+    pa.field(HASH_COLUMN, pa.string()),
+    # Where the time went for this series, for capacity planning.
+    pa.field("load_seconds", pa.float32()),
+    pa.field("detect_seconds", pa.float32()),
+])
 
 
 @dataclass(frozen=True, slots=True)

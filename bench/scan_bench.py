@@ -1,0 +1,69 @@
+"""End-to-end sweep speed: series per hour with 1 and 2 CPU workers, where the time goes,
+and peak memory of the client and of each worker.
+
+    python -m bench.scan_bench [--cases 8] [--matrix 128]
+
+Uses a generated archive (cached under out/bench/scan-archive-*). Each run starts its own
+local cluster and starts from nothing (--no-resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from bench.common import RESULTS, save
+from screen.scan import ScanOptions, scan
+
+
+def archive(cases: int, matrix: int) -> Path:
+    from screen.synth.archive import write_archive
+
+    root = RESULTS / f"scan-archive-{cases}-{matrix}"
+    if not (root / ".complete").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write_archive(root, cases, seed=3, matrix=matrix)
+        (root / ".complete").write_text("")
+    return root / "archive"
+
+
+def run(root: Path, workers: int) -> dict[str, object]:
+    out = RESULTS / f"scan-{workers}w" / "worklist.parquet"
+    shutil.rmtree(out.parent, ignore_errors=True)
+    summary = scan([root], out, options=ScanOptions(workers=workers, gpus=0, resume=False))
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).to_pylist()
+    load = sum(r["load_seconds"] or 0.0 for r in rows)
+    detect = sum(r["detect_seconds"] or 0.0 for r in rows)
+    total = sum(summary.seconds.values())
+    # Worker seconds are spent in parallel: share of worker time within the screening phase.
+    return {
+        "workers": workers,
+        "series_screened": summary.scored + summary.failed,
+        "wall_seconds": round(total, 1),
+        "series_per_hour": round(3600 * (summary.scored + summary.failed) / total),
+        "phase_seconds": {k: round(v, 2) for k, v in summary.seconds.items()},
+        "worker_seconds_decoding": round(load, 1),
+        "worker_seconds_inference_and_postprocess": round(detect, 1),
+        "client_peak_rss_mib": round(summary.client_peak_rss_mib),
+        "worker_peak_rss_mib": {k: round(v) for k, v in summary.worker_peak_rss_mib.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--matrix", type=int, default=128)
+    args = parser.parse_args()
+    root = archive(args.cases, args.matrix)
+    one = run(root, 1)
+    two = run(root, 2)
+    save("scan", {"cases": args.cases, "matrix": args.matrix, "one_worker": one,
+                  "two_workers": two,
+                  "speedup_1_to_2_workers": round(one["wall_seconds"] / two["wall_seconds"], 2)})
+
+
+if __name__ == "__main__":
+    main()
