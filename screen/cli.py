@@ -141,7 +141,9 @@ def synth_command(
         result = write_archive(out, cases, seed=seed, matrix=matrix)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    err.print(f"wrote {result}", highlight=False)
+    err.print(f"wrote {result.files} files in {result.series} series ({result.lesion_cases} of "
+              f"{result.cases} cases with a lesion, {result.junk_files} junk files) to "
+              f"{result.archive}; ground truth in {result.truth_csv}", highlight=False)
 
 
 @app.command("evaluate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -99,7 +100,9 @@ def read_instances(paths: Iterable[str]) -> list[Instance | FileError]:
 def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
           tags: list[BaseTag]) -> tuple[Dataset, bool]:
     """The data set, and whether reading ran to the end of the file without stopping."""
-    with open(path, "rb") as fp:
+    # pydicom warns about every oddity it reads past; what matters is recorded per field.
+    with warnings.catch_warnings(), open(path, "rb") as fp:
+        warnings.simplefilter("ignore")
         try:
             ds = pydicom.filereader.read_partial(fp, stop_when=stop_when, specific_tags=tags)
         except InvalidDicomError:

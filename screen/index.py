@@ -120,7 +120,7 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
     ``workers`` processes, or in this process when ``workers`` is 1.
     """
     workers = workers or default_workers()
-    paths = _paths_reporting_errors(crawl(roots))
+    paths = _PathsAndErrors(crawl(roots))
     chunks = _chunks(paths.iterate(), CHUNK)
     if executor is None and workers == 1:
         for chunk in chunks:
@@ -152,7 +152,7 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
             pool.shutdown(cancel_futures=True)
 
 
-class _paths_reporting_errors:
+class _PathsAndErrors:
     """Splits the crawl into paths to read and crawl errors to pass straight through."""
 
     def __init__(self, found: Iterable[Found | FileError]) -> None:
