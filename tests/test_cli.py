@@ -1,0 +1,65 @@
+"""The command line: thin, helpful, and clear about bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from screen.cli import app
+from tests.conftest import need
+
+runner = CliRunner()
+
+
+def said(result) -> str:
+    """The output as one line of words, without the frame rich draws around errors."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_every_command_has_help_text() -> None:
+    for command in app.registered_commands:
+        assert command.callback.__doc__, f"{command.name} has no help text"
+        result = runner.invoke(app, [command.name, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def test_index_writes_inventory_and_errors(tmp_path: Path, corpus: Path) -> None:
+    out = tmp_path / "inv.parquet"
+    result = runner.invoke(app, ["index", str(need(corpus / "dcm_qa_ct")), "--out", str(out),
+                                 "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).num_rows >= 1
+    assert pq.read_table(tmp_path / "errors.parquet").num_rows >= 1
+    assert "eligible" in result.output
+
+
+def test_a_bad_rules_file_fails_before_crawling(tmp_path: Path, corpus: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "x"\nfacts = ["colour"]\nallow = ["red"]\nreason = "r"\n')
+    result = runner.invoke(app, ["index", str(corpus), "--rules", str(rules),
+                                 "--out", str(tmp_path / "i.parquet")])
+    assert result.exit_code == 2
+    assert "rule 'x': unknown facts ['colour']" in said(result)
+    assert not (tmp_path / "i.parquet").exists()
+
+
+def test_a_missing_archive_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["index", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "does not exist" in said(result)
+
+
+def test_scan_with_an_unknown_model_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", str(tmp_path), "--model", "no-such-model",
+                                 "--out", str(tmp_path / "w.parquet")])
+    assert result.exit_code == 2
+    assert "no-such-model" in said(result)
+
+
+def test_build_engine_needs_exactly_one_precision() -> None:
+    result = runner.invoke(app, ["build-engine"])
+    assert result.exit_code == 2
+    assert "exactly one of --fp16 and --int8" in said(result)
