@@ -26,7 +26,14 @@ import numpy as np
 from screen.detect.detector import Detector, analyse
 from screen.detect.preprocess import to_volume_labels
 from screen.metrics import (
-    SizeBin, UndefinedMetric, auroc, bootstrap_ci, confusion_at, localisation_hit, size_bin, wilson_interval,
+    SizeBin,
+    UndefinedMetric,
+    auroc,
+    bootstrap_ci,
+    confusion_at,
+    localisation_hit,
+    size_bin,
+    wilson_interval,
 )
 from screen.model.package import ModelPackage, find_package
 from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case
@@ -122,6 +129,10 @@ def nifti_volume(path: Path) -> Volume:
     image = nib.load(str(path))
     data = np.asarray(image.dataobj, dtype=np.float32)  # (i, j, k)
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine
+    # Order the array axes as x, y, z by the patient axis each one mostly runs along.
+    order = np.argsort(np.argmax(np.abs(affine[:3, :3]), axis=0))
+    data = np.transpose(data, order)
+    affine[:, :3] = affine[:, :3][:, order]
     for axis in range(3):
         column = affine[:3, axis]
         target = int(np.argmax(np.abs(column)))

@@ -38,7 +38,7 @@ class ScanSettings:
 TRAIN_SETTINGS = ScanSettings()
 # Held out: other slice spacings, finer pixels, a larger matrix, more noise, half positives.
 HELD_OUT_SETTINGS = ScanSettings(
-    slice_mm=(1.25, 2.5, 3.75), pixel_mm=(1.15, 1.35), matrix=320, z_cover_mm=(220.0, 300.0),
+    slice_mm=(1.75, 2.5, 3.75), pixel_mm=(1.25, 1.4), matrix=288, z_cover_mm=(200.0, 280.0),
     lesion_fraction=0.5, extra_noise_hu=(0.0, 8.0),
 )
 
@@ -57,7 +57,7 @@ def draw_case(seed: int, settings: ScanSettings = TRAIN_SETTINGS) -> tuple[Volum
     slice_mm = float(rng.choice(settings.slice_mm))
     pixel_mm = float(rng.uniform(*settings.pixel_mm))
     z_cover = float(rng.uniform(*settings.z_cover_mm))
-    shape = (max(8, int(round(z_cover / slice_mm))), settings.matrix, settings.matrix)
+    shape = (max(8, round(z_cover / slice_mm)), settings.matrix, settings.matrix)
     phantom = render(spec, shape_kji=shape, spacing_kji=(slice_mm, pixel_mm, pixel_mm),
                      z_center_mm=spec.scan_center_z_mm + float(rng.uniform(-20, 20)))
     lo, hi = settings.extra_noise_hu

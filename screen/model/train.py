@@ -17,15 +17,14 @@ quarter of an hour. Steps:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import multiprocessing
 import platform
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,10 @@ import torch.nn.functional as F
 from screen.detect.detector import FEATURES, Detector, analyse
 from screen.detect.postprocess import position_along
 from screen.detect.preprocess import body_grid, box_grid, resample_labels, sample
+from screen.metrics import auroc
 from screen.model.calibrate import fit_platt, threshold_for_sensitivity
-from screen.model.card import (
-    CARD_FORMAT, Calibration, ModelCard, NetworkCard, Postprocess,
-)
-from screen.model.export import export_onnx, save_weights
+from screen.model.card import Calibration, ModelCard, NetworkCard, Postprocess
+from screen.model.export import write_package
 from screen.model.network import CLASSES, UNet3D, WithSoftmax
 from screen.model.phantoms import TRAIN_SETTINGS, draw_case
 from screen.synth.phantom import ORGAN_LABELS
@@ -57,8 +55,8 @@ SEGMENT = NetworkCard(
     spacing_kji=(1.5, 1.5, 1.5), window_hu=(-160.0, 240.0), shape_multiple=8, crop="pancreas",
     margin_mm=16.0, min_extent_mm=(48.0, 96.0, 96.0), max_extent_mm=(144.0, 192.0, 240.0),
 )
-LOCATE_PATCH = (48, 64, 64)
-SEGMENT_PATCH = (32, 64, 64)
+LOCATE_PATCH = (32, 48, 48)
+SEGMENT_PATCH = (32, 48, 48)
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)
 BOX_JITTER_MM = 5.0  # how far the training boxes stray from the true pancreas, like the locator's
 INTENDED_USE = (
@@ -69,8 +67,10 @@ INTENDED_USE = (
 LIMITATIONS = [
     "Trained and calibrated on synthetic phantoms only; its scores on real CT are not calibrated.",
     "Expects axial abdominal CT in HU with i towards patient left, j posterior, k superior.",
-    "Hypo-attenuating focal lesions only; cysts, calcifications, diffuse disease and "
-    "iso-attenuating tumours were not modelled as such.",
+    (
+        "Hypo-attenuating focal lesions only; cysts, calcifications, diffuse disease and "
+        "iso-attenuating tumours were not modelled as such."
+    ),
     "Lesions under 5 mm were not in the training data.",
 ]
 TOLERANCE = {
@@ -91,11 +91,27 @@ class Item:
     parts: np.ndarray  # their part: 0 head, 1 body, 2 tail
 
 
-_PARTS = {21: 0, 22: 1, 23: 2}
-assert all(ORGAN_LABELS[c].startswith("pancreas_") for c in _PARTS)  # noqa: S101 - our constant
+# Organ codes of the gland's parts in the phantom's organ map, and their index here.
+_PARTS = {code: index for index, name in enumerate(("head", "body", "tail"))
+          for code, organ in ORGAN_LABELS.items() if organ == f"pancreas_{name}"}
 
 
-def _prepare(seed: int) -> Item:
+def _prepare(seed: int, cache: Path | None = None) -> Item:
+    """Cut one phantom for training; with ``cache``, reuse or keep the cut as a .npz there."""
+    stored = cache / f"item-{seed}.npz" if cache is not None else None
+    if stored is not None and stored.is_file():
+        with np.load(stored) as data:
+            return Item(**{name: data[name] for name in Item.__slots__})
+    item = _cut(seed)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_suffix(".tmp.npz")
+        np.savez(partial, **{name: getattr(item, name) for name in Item.__slots__})
+        partial.replace(stored)
+    return item
+
+
+def _cut(seed: int) -> Item:
     volume, phantom = draw_case(seed, TRAIN_SETTINGS)
     rng = np.random.default_rng(seed + 7)
     coarse = body_grid(volume, LOCATE)
@@ -134,7 +150,7 @@ def _patch(x: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], centre: np
         if centre is None:
             s = rng.integers(0, room + 1)
         else:
-            s = int(round(centre[axis] - size / 2 + rng.normal(0, size / 6)))
+            s = round(centre[axis] - size / 2 + rng.normal(0, size / 6))
         start.append(int(np.clip(s, 0, room)))
     window = tuple(slice(s, s + n) for s, n in zip(start, shape))
     return x[window], y[window]
@@ -218,8 +234,9 @@ def _location_fractions(items: Sequence[Item]) -> tuple[float, float]:
     return float(round(head, 3)), float(round(tail, 3))
 
 
-def train(out: Path, seed: int = 0, train_cases: int = 120, val_cases: int = 48,
-          locate_steps: int = 250, segment_steps: int = 1000, workers: int = 2) -> ModelCard:
+def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
+          locate_steps: int = 120, segment_steps: int = 500, workers: int = 2,
+          cache: Path | None = None) -> ModelCard:
     started = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -228,7 +245,7 @@ def train(out: Path, seed: int = 0, train_cases: int = 120, val_cases: int = 48,
     val_seeds = [base + 500_000 + i for i in range(val_cases)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
-        items = pool.map(_prepare, train_seeds, chunksize=4)
+        items = pool.map(partial(_prepare, cache=cache), train_seeds, chunksize=4)
     logger.info("prepared %d training phantoms in %.0f s", len(items), time.monotonic() - started)
 
     locate = UNet3D(LOCATE.widths)
@@ -254,22 +271,16 @@ def train(out: Path, seed: int = 0, train_cases: int = 120, val_cases: int = 48,
     calibration = Calibration(FEATURES, tuple(float(c) for c in coef), intercept)
     scores = np.asarray([calibration.score(dict(zip(FEATURES, r))) for r in rows])
     threshold = threshold_for_sensitivity(scores, y, 0.95)
-    from screen.metrics import auroc  # the one definition of AUROC the project uses
-
     validation = {
-        "cases": int(len(y)), "positives": int(y.sum()),
+        "cases": len(y), "positives": int(y.sum()),
         "auroc": round(float(auroc(y, scores)), 4),
         "sensitivity_at_threshold": round(float(np.mean(scores[y == 1] >= threshold)), 4),
         "specificity_at_threshold": round(float(np.mean(scores[y == 0] < threshold)), 4),
     }
     logger.info("validation: %s", validation)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for net, card in ((locate, LOCATE), (segment, SEGMENT)):
-        export_onnx(net, out / card.onnx)
-        save_weights(net, out / card.torch)
     training = {
-        "command": f"python -m screen.model.train --out {out.name} --seed {seed}",
+        "command": f"python -m screen.model.train --out {out.as_posix()} --seed {seed}",
         "seed": seed, "data": "synthetic abdominal CT phantoms (screen.synth.phantom), rendered on the fly",
         "train_cases": train_cases, "validation_cases": val_cases,
         "train_settings": asdict(TRAIN_SETTINGS),
@@ -285,7 +296,7 @@ def train(out: Path, seed: int = 0, train_cases: int = 120, val_cases: int = 48,
     }
     card = _card(calibration, threshold, Postprocess(location_fractions=fractions), training,
                  {"validation": validation})
-    (out / "model.json").write_text(json.dumps(card_to_dict(card), indent=2) + "\n", encoding="utf-8")
+    write_package(out, {"locate": locate, "segment": segment}, card)
     logger.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return card
 
@@ -298,43 +309,23 @@ def _card(calibration: Calibration, threshold: float, post: Postprocess, trainin
     )
 
 
-def card_to_dict(card: ModelCard) -> dict:
-    return {
-        "format": CARD_FORMAT, "name": card.name, "version": card.version,
-        "intended_use": card.intended_use, "limitations": list(card.limitations),
-        "classes": list(card.classes),
-        "networks": {name: n.to_dict() for name, n in card.networks.items()},
-        "calibration": {
-            "method": "platt", "features": list(card.calibration.features),
-            "feature_meaning": {
-                "lesion_logit": "logit of the highest lesion probability in or next to the pancreas",
-                "lesion_log_mm3": "log(1 + volume in mm3 of the most suspicious lesion component)",
-            },
-            "coef": list(card.calibration.coef), "intercept": card.calibration.intercept,
-        },
-        "threshold": card.threshold,
-        "postprocess": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(card.postprocess).items()
-        },
-        "tolerance": dict(card.tolerance), "training": dict(card.training), "accuracy": dict(card.accuracy),
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m screen.model.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="package folder to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-cases", type=int, default=120)
-    parser.add_argument("--val-cases", type=int, default=48)
-    parser.add_argument("--locate-steps", type=int, default=250)
-    parser.add_argument("--segment-steps", type=int, default=1000)
+    parser.add_argument("--train-cases", type=int, default=80)
+    parser.add_argument("--val-cases", type=int, default=40)
+    parser.add_argument("--locate-steps", type=int, default=120)
+    parser.add_argument("--segment-steps", type=int, default=500)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the cut training phantoms here (a temporary folder) to rerun faster")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering phantoms")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     train(args.out, args.seed, args.train_cases, args.val_cases, args.locate_steps,
-          args.segment_steps, args.workers)
+          args.segment_steps, args.workers, args.cache)
     return 0
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along, position_along
+from screen.detect.postprocess import (
+    components,
+    feret_diameter_mm,
+    largest,
+    location_along,
+    position_along,
+)
 from screen.records import Location, Volume
 
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from screen.detect.preprocess import (
-    AIR_HU, Grid, body_box, body_grid, box_grid, preprocess, resample, resample_labels,
+    AIR_HU,
+    Grid,
+    body_box,
+    body_grid,
+    box_grid,
+    preprocess,
+    resample,
+    resample_labels,
     to_volume_labels,
 )
 from screen.model.card import NetworkCard
