@@ -1,0 +1,7 @@
+"""Review report: key images with outlines and a static, offline HTML worklist."""
+
+from screen.review.masks import Masks, lps_to_kji, volume_masks
+from screen.review.pages import page_key, page_path, write_index
+from screen.review.render import render_series
+
+__all__ = ["Masks", "lps_to_kji", "page_key", "page_path", "render_series", "volume_masks", "write_index"]

@@ -1,0 +1,92 @@
+"""A real DICOM series with a lesion, and a detector-like Analysis built from its truth labels.
+
+The archive writer renders each abdominal series from a phantom and saves its label volume,
+so the Analysis here has exactly the shape the detector gives (probabilities on a grid of its
+own, coarser than the volume) without depending on a trained model.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screen.detect.detector import Analysis
+from screen.detect.preprocess import Grid, resample_labels
+from screen.index import index
+from screen.records import Detection, Series, Volume
+from screen.synth.archive import write_archive
+from screen.volume import load_volume
+from screen.worklist import Producer, row
+
+GRID_STEP = 1.5  # segmentation grid voxels per volume voxel, as a coarser network grid would be
+
+
+@dataclass(frozen=True)
+class Case:
+    out: Path  # the synthetic export: out/archive, out/truth.csv, out/labels
+    series: Series
+    volume: Volume
+    labels: np.ndarray  # truth on the volume's voxels: 1 pancreas, 2 lesion
+    analysis: Analysis
+    row: dict[str, object]
+
+
+def analysis_from_labels(labels: np.ndarray, detection: Detection) -> Analysis:
+    shape = tuple(math.ceil(n / GRID_STEP) for n in labels.shape)
+    grid = Grid((0.0, 0.0, 0.0), (GRID_STEP,) * 3, shape)
+    on_grid = resample_labels(labels, grid)
+    probabilities = np.stack([(on_grid == c).astype(np.float32) for c in range(3)])
+    return Analysis(detection=detection, features={}, locate_grid=grid, segment_grid=grid,
+                    probabilities=probabilities, pancreas_mask=on_grid > 0)
+
+
+def _case(out: Path, lesion: bool) -> Case:
+    truth = {r["series_instance_uid"]: r for r in csv.DictReader((out / "truth.csv").open())}
+    entries = [e for e in index([out / "archive"], workers=1).eligible
+               if truth[e.series.first.series_instance_uid]["label"] == ("1" if lesion else "0")]
+    series = entries[0].series
+    volume = load_volume(series)
+    saved = np.load(out / "labels" / f"{series.first.series_instance_uid}.npz")
+    np.testing.assert_allclose(saved["affine"], volume.affine, atol=1e-3)
+    labels = saved["labels"]
+    t = truth[series.first.series_instance_uid]
+    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
+    if lesion:
+        centre = (float(t["lesion_x_mm"]), float(t["lesion_y_mm"]), float(t["lesion_z_mm"]))
+        k = int(round(np.linalg.solve(volume.affine, [*centre, 1.0])[2]))
+        detection = Detection(score=0.91, pancreas_found=True,
+                              pancreas_volume_ml=float((labels > 0).sum()) * voxel_ml,
+                              lesion_center_lps=centre,
+                              lesion_diameter_mm=float(t["lesion_diameter_mm"]),
+                              lesion_location=t["lesion_location"], key_slice=k)
+        key_uid = volume.slice_uids[k]
+    else:
+        detection = Detection(score=0.04, pancreas_found=True,
+                              pancreas_volume_ml=float((labels > 0).sum()) * voxel_ml)
+        key_uid = None
+    producer = Producer("pancreas-phantom-v1", "1.0.0", "0" * 64, "onnxruntime", "fp32")
+    worklist_row = row(series, producer, detection, key_sop_instance_uid=key_uid)
+    worklist_row |= {"rank": 1 if lesion else 2, "flagged": lesion}
+    return Case(out, series, volume, labels, analysis_from_labels(labels, detection), worklist_row)
+
+
+@pytest.fixture(scope="session")
+def case_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("review") / "export"
+    write_archive(out, 2, seed=3, matrix=64, distractors=False, labels=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lesion_case(case_archive: Path) -> Case:
+    return _case(case_archive, lesion=True)
+
+
+@pytest.fixture(scope="session")
+def clean_case(case_archive: Path) -> Case:
+    return _case(case_archive, lesion=False)
