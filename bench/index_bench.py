@@ -37,7 +37,8 @@ def archive_of(files: int) -> Path:
         write_archive(probe, 2, seed=1, matrix=64)
         per_case = sum(len(f) for _, _, f in os.walk(probe / "archive")) / 2
         shutil.rmtree(probe)
-        write_archive(root, int(files / per_case) + 1, seed=1, matrix=64)
+        # Cases vary in size; aim a little high so the archive holds at least ``files``.
+        write_archive(root, int(1.3 * files / per_case) + 1, seed=1, matrix=64)
         (root / ".complete").write_text("")
     return root / "archive"
 

@@ -64,10 +64,14 @@ def index(
     progress = progress or Progress()
     instances: list[Instance] = []
     errors: list[FileError] = []
+    shared = _SharedValues()
     found = 0
     for outcome in read_headers(roots, workers=workers, executor=executor):
         found += 1
-        (errors if isinstance(outcome, FileError) else instances).append(outcome)
+        if isinstance(outcome, FileError):
+            errors.append(outcome)
+        else:
+            instances.append(shared.compact(outcome))
         if found % 256 == 0:
             progress.on_files(found, len(errors))
     progress.on_files(found, len(errors))
@@ -76,6 +80,29 @@ def index(
     errors.extend(duplicates)
     entries = tuple(inventory_entry(s, rules) for s in series)
     return IndexResult(entries, tuple(errors), found)
+
+
+class _SharedValues:
+    """One copy of each value that many instances repeat (UIDs of the study and series,
+    descriptions, orientation), so memory grows with what is unique to each file: its path,
+    its SOP instance UID and its position."""
+
+    FIELDS = ("transfer_syntax_uid", "sop_class_uid", "modality", "patient_id",
+              "accession_number", "study_instance_uid", "study_date", "study_description",
+              "series_instance_uid", "series_description", "protocol_name",
+              "body_part_examined", "frame_of_reference_uid", "manufacturer", "image_type",
+              "convolution_kernel", "contrast_agent", "image_orientation", "pixel_spacing")
+
+    def __init__(self) -> None:
+        self._values: dict[object, object] = {}
+
+    def compact(self, instance: Instance) -> Instance:
+        values = self._values
+        for name in self.FIELDS:
+            value = getattr(instance, name)
+            # Frozen records are rebuilt field by field only here, where memory is at stake.
+            object.__setattr__(instance, name, values.setdefault(value, value))
+        return instance
 
 
 def inventory_entry(series: Series, rules: Rules) -> InventoryEntry:
