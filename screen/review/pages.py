@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def _number(value: object, digits: int, unit: str = "") -> str:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return escape(str(value))
-    if number != number:  # NaN
+    if math.isnan(number):
         return "—"
     return f"{number:.{digits}f}{unit}"
 
@@ -102,7 +103,7 @@ def _document(title: str, body: str) -> bytes:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _legend() -> str:
@@ -172,7 +173,7 @@ def write_index(out_dir: Path, worklist: pa.Table) -> Path:
     ok = [r for r in rows if r.get("status") == "ok"]
     flagged = sum(1 for r in ok if r.get("flagged") is True)
     models = sorted({f"{r.get('model') or ''} {r.get('model_version') or ''}".strip() for r in ok} - {""})
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (
         "<h1>Pancreas screening worklist</h1>"
         f"<p class=\"note\">{len(ok)} series scored, {flagged} flagged for review, "

@@ -58,7 +58,7 @@ def _case(out: Path, lesion: bool) -> Case:
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     if lesion:
         centre = (float(t["lesion_x_mm"]), float(t["lesion_y_mm"]), float(t["lesion_z_mm"]))
-        k = int(round(np.linalg.solve(volume.affine, [*centre, 1.0])[2]))
+        k = round(float(np.linalg.solve(volume.affine, [*centre, 1.0])[2]))
         detection = Detection(score=0.91, pancreas_found=True,
                               pancreas_volume_ml=float((labels > 0).sum()) * voxel_ml,
                               lesion_center_lps=centre,

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from screen.review import render_series, volume_masks
-from screen.review.images import LESION_RGB, MIN_WIDTH_PX, PANCREAS_RGB, SOFT_TISSUE, Window, key_point
+from screen.review.images import (
+    LESION_RGB,
+    MIN_WIDTH_PX,
+    PANCREAS_RGB,
+    SOFT_TISSUE,
+    Window,
+    key_point,
+)
 from screen.review.pages import image_paths
 
 
@@ -54,7 +61,7 @@ def test_the_axial_slice_is_the_key_slice_and_the_coronal_keeps_the_aspect(tmp_p
                                                                            lesion_case) -> None:
     volume, detection = lesion_case.volume, lesion_case.analysis.detection
     masks = volume_masks(volume, lesion_case.analysis)
-    k, j, i = key_point(volume, detection, masks)
+    k, _, _ = key_point(volume, detection, masks)
     assert k == detection.key_slice
     assert masks.lesion[k].any()
     render_series(tmp_path, lesion_case.series, volume, lesion_case.analysis, lesion_case.row)

@@ -1,0 +1,73 @@
+"""What SR and SEG share: the source datasets, stable UIDs and output file names."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from screen import __version__
+from screen.dicom_out.codes import PRIVATE_SCHEME
+from screen.records import Series
+from screen.review.pages import page_key
+
+logger = logging.getLogger(__name__)
+
+MANUFACTURER = "screen"
+SOFTWARE_VERSION = __version__
+SR_SERIES_NUMBER = 9901
+SEG_SERIES_NUMBER = 9902
+
+
+def read_sources(series: Series) -> list[Dataset]:
+    """Each instance's header (no pixels): what the new objects reference and copy the
+    patient and study from."""
+    datasets = []
+    for instance in series.instances:
+        try:
+            datasets.append(pydicom.dcmread(instance.path, stop_before_pixels=True))
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            raise ValueError(f"cannot read source instance {instance.path}: {exc}") from exc
+    return datasets
+
+
+def stable_uid(*parts: str) -> str:
+    """A UID that is the same each time the same series is reported by the same model, so a
+    rerun replaces the object in the PACS instead of adding a copy."""
+    digest = hashlib.sha256("\x00".join([MANUFACTURER, *parts]).encode()).digest()
+    # A UUID-derived UID (PS3.5 B.2): the 2.25 root, then a 128-bit number as decimal.
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
+def declare_private_codes(dataset: Dataset) -> None:
+    """Name the private coding scheme the object uses, as PS3.3 C.12.1 asks."""
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = "screen local codes"
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    dataset.CodingSchemeIdentificationSequence = [item]
+
+
+def save(dataset: Dataset, path: Path) -> Path:
+    """Save through a temporary file and a rename, so a PACS push never meets half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        dataset.save_as(tmp, enforce_file_format=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def output_path(out_dir: Path, series: Series, kind: str) -> Path:
+    return Path(out_dir) / f"{page_key(series.key)}.{kind}.dcm"
