@@ -80,7 +80,8 @@ def test_of_two_copies_of_an_instance_the_larger_is_kept() -> None:
     ({"image_type": ("DERIVED", "SECONDARY", "REFORMATTED")}, "reformat", "a derived reformat"),
     ({"convolution_kernel": "B70f"}, "kernel", "reconstructed for lung or bone ('B70f')"),
     ({"series_description": "LUNG 1mm"}, "kernel", "reconstructed for lung or bone"),
-XX
+    ({"body_part_examined": "HEAD", "series_description": "BRAIN WO"}, "region",
+     "does not hold the pancreas ('HEAD')"),
     ({"slice_thickness": 8.0}, "slice-thickness", "slices are 8 mm thick"),
 ])
 def test_each_rejection_names_its_rule(change: dict, rule: str, reason: str) -> None:
