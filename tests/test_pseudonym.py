@@ -1,0 +1,145 @@
+"""Keyed pseudonyms: stable, key-dependent, applied to rows, tables and paths, and checkable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from screen import tables
+from screen.pseudonym import (
+    KEY_BYTES,
+    KeyFileError,
+    Pseudonymizer,
+    create_key_file,
+    find_identifiers,
+    read_key_file,
+)
+from screen.worklist import SCHEMA
+
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+
+def test_key_files_are_created_private_and_read_back(tmp_path: Path) -> None:
+    path = create_key_file(tmp_path / "keys" / "screen.key")
+    assert (path.stat().st_mode & 0o777) == 0o600
+    key = read_key_file(path)
+    assert len(key) == KEY_BYTES
+    assert re.fullmatch(r"[0-9a-f]{64}\n", path.read_text())
+    with pytest.raises(FileExistsError, match="already exists"):
+        create_key_file(path)
+    assert Pseudonymizer.from_key_file(path).patient_id("123") == Pseudonymizer(key).patient_id("123")
+
+
+def test_missing_and_short_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="key file .* not found"):
+        read_key_file(tmp_path / "absent.key")
+    short = tmp_path / "short.key"
+    short.write_text("00ff" * 4)
+    with pytest.raises(KeyFileError, match="is 8 bytes; at least 32"):
+        Pseudonymizer.from_key_file(short)
+    raw = tmp_path / "raw.key"
+    raw.write_bytes(bytes(range(200, 240)))  # 40 raw bytes, not hex text: used as they are
+    assert read_key_file(raw) == bytes(range(200, 240))
+    with pytest.raises(TypeError, match="must be bytes"):
+        Pseudonymizer("x" * 40)  # type: ignore[arg-type]
+
+
+def test_pseudonyms_are_stable_prefixed_and_depend_on_the_key() -> None:
+    a1, a2, b = Pseudonymizer(KEY_A), Pseudonymizer(KEY_A), Pseudonymizer(KEY_B)
+    assert a1.patient_id("12345678") == a2.patient_id("12345678")
+    assert re.fullmatch(r"P-[0-9a-f]{16}", a1.patient_id("12345678") or "")
+    assert re.fullmatch(r"A-[0-9a-f]{16}", a1.accession_number("ACC99") or "")
+    assert (a1.patient_name("DOE^JOHN") or "").startswith("N-")
+    assert (a1.birth_date("19500101") or "").startswith("B-")
+    assert a1.patient_id("12345678") != b.patient_id("12345678")
+    # The same value as another field is another pseudonym: fields cannot be linked.
+    assert a1.patient_id("777")[2:] != a1.accession_number("777")[2:]  # type: ignore[index]
+    assert a1.patient_id("") == "" and a1.patient_id(None) is None
+    once = a1.patient_id("12345678")
+    assert a1.patient_id(once) == once  # applying twice changes nothing
+    with pytest.raises(ValueError, match="unknown identifier field 'ssn'"):
+        a1.pseudonym("ssn", "1")
+
+
+def test_a_folder_named_after_the_patient_is_rewritten() -> None:
+    p = Pseudonymizer(KEY_A)
+    pid, acc = p.patient_id("12345678"), p.accession_number("ACC4711")
+    p.patient_name("DOE^JOHN")
+    path = "/exports/pacs/12345678/ACC4711_CT/IM00001.dcm"
+    assert p.pseudonymize_path(path) == f"/exports/pacs/{pid}/{acc}/IM00001.dcm"
+    renamed = p.pseudonymize_path("/exports/Doe_John_12345678/series 2/1.dcm")
+    assert "Doe" not in renamed and "12345678" not in renamed and renamed.endswith("/series 2/1.dcm")
+    assert p.pseudonymize_path("/exports/other/IM1") == "/exports/other/IM1"
+
+
+def test_short_identifiers_match_only_whole_tokens() -> None:
+    p = Pseudonymizer(KEY_A)
+    pid = p.patient_id("42")
+    assert p.pseudonymize_path("/data/42/4213/IM1") == f"/data/{pid}/4213/IM1"
+    assert p.pseudonymize_text("patient 42 in 4242") == f"patient {pid} in 4242"
+
+
+def _worklist_rows() -> list[dict[str, object]]:
+    base = {name: None for name in SCHEMA.names}
+    return [
+        base | {"rank": 1, "score": 0.9, "flagged": True, "patient_id": "12345678",
+                "accession_number": "ACC4711", "series_key": "1.2.3", "status": "ok"},
+        base | {"patient_id": "87654321", "accession_number": "ACC0815", "series_key": "1.2.4",
+                "status": "error", "error": "could not read /exports/87654321/IM1: truncated"},
+    ]
+
+
+def test_tables_rows_and_errors_are_pseudonymised(tmp_path: Path) -> None:
+    p = Pseudonymizer(KEY_A)
+    worklist = pa.Table.from_pylist(_worklist_rows(), schema=SCHEMA)
+    out = p.pseudonymize_table(worklist)
+    assert out.schema == worklist.schema and out.num_rows == 2
+    assert out["patient_id"].to_pylist() == [p.patient_id("12345678"), p.patient_id("87654321")]
+    assert "87654321" not in out["error"][1].as_py()
+    errors = pa.Table.from_pylist(
+        [{"path": "/exports/12345678/IM9", "stage": "header", "error": "bad file /exports/12345678/IM9"}],
+        schema=tables.ERRORS_SCHEMA)
+    scrubbed = p.pseudonymize_table(errors)  # rows with paths only: identifiers seen before
+    assert scrubbed["path"][0].as_py() == f"/exports/{p.patient_id('12345678')}/IM9"
+    assert "12345678" not in scrubbed["error"][0].as_py()
+    row = p.pseudonymize_row({"files": ["/e/12345678/a", "/e/x/b"], "n_instances": 2})
+    assert row == {"files": [f"/e/{p.patient_id('12345678')}/a", "/e/x/b"], "n_instances": 2}
+
+
+def test_reidentification_recomputes_pseudonyms_of_known_ids() -> None:
+    p = Pseudonymizer(KEY_A)
+    table = p.pseudonymize_table(pa.Table.from_pylist(_worklist_rows(), schema=SCHEMA))
+    back = Pseudonymizer(KEY_A).reidentify_table(table, patient_ids=["12345678", "99999999"],
+                                                 accession_numbers=["ACC4711"])
+    assert back["patient_id"].to_pylist() == ["12345678", p.patient_id("87654321")]
+    assert back["accession_number"].to_pylist() == ["ACC4711", p.accession_number("ACC0815")]
+    wrong = Pseudonymizer(KEY_B).reidentify_table(table, patient_ids=["12345678"])
+    assert wrong["patient_id"].to_pylist() == table["patient_id"].to_pylist()
+
+
+def test_find_identifiers_searches_names_bytes_and_parquet_values(tmp_path: Path) -> None:
+    (tmp_path / "review" / "12345678").mkdir(parents=True)
+    (tmp_path / "review" / "12345678" / "page.html").write_text("<p>nothing here</p>")
+    (tmp_path / "review" / "clean.html").write_bytes(b"\x00\x01 patient acc4711 \xff")
+    table = pa.Table.from_pylist(_worklist_rows(), schema=SCHEMA)
+    pq.write_table(table, tmp_path / "worklist.parquet", compression="zstd")
+    hits = find_identifiers(tmp_path, ["12345678", "ACC4711", "NOT-THERE"])
+    where = {(h.path.name, h.identifier, h.where.split(" ")[0]) for h in hits}
+    assert ("page.html", "12345678", "file") in where
+    assert ("clean.html", "ACC4711", "byte") in where
+    assert ("worklist.parquet", "12345678", "column") in where
+    assert not [h for h in hits if h.identifier == "NOT-THERE"]
+
+    # After pseudonymisation nothing is left to find.
+    p = Pseudonymizer(KEY_A)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    pq.write_table(p.pseudonymize_table(table), clean / "worklist.parquet", compression="zstd")
+    assert find_identifiers(clean, p.seen) == []
+    with pytest.raises(ValueError, match="at least one non-empty identifier"):
+        find_identifiers(clean, ["", " "])
