@@ -104,13 +104,37 @@ def scan_command(
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, max=1.0, help="Flag at this score (default: the model's).")] = None,
     rules: RulesOption = None,
+    review_dir: Annotated[Path | None, typer.Option(
+        "--review-dir", help="Write key images and an offline HTML report for flagged series.",
+        file_okay=False)] = None,
+    review_top: Annotated[int, typer.Option(
+        "--review-top", min=0, help="Also draw the N highest scores that were not flagged.")] = 0,
+    dicom_out: Annotated[Path | None, typer.Option(
+        "--dicom-out", help="Write a DICOM SR and SEG for each flagged series (for the PACS).",
+        file_okay=False)] = None,
+    pseudonymize: Annotated[bool, typer.Option(
+        "--pseudonymize", help="Replace patient ID, accession and paths holding them by keyed "
+        "pseudonyms in the worklist, inventory, errors and review pages.")] = False,
+    pseudonymize_key: Annotated[Path | None, typer.Option(
+        "--pseudonymize-key", help="Key file (created with a new random key if absent; "
+        "keep it to re-identify).", dir_okay=False)] = None,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
+    from screen.pseudonym import create_key_file
     from screen.scan import ScanOptions, ScanProgress, scan
 
+    if pseudonymize != (pseudonymize_key is not None):
+        raise fail("--pseudonymize and --pseudonymize-key go together")
+    if pseudonymize_key is not None and not pseudonymize_key.exists():
+        create_key_file(pseudonymize_key)
+        err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
+                  highlight=False)
+    if review_top and review_dir is None:
+        raise fail("--review-top needs --review-dir")
     options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
                           gpus=gpus, scheduler=scheduler, resume=resume, threshold=threshold,
-                          rules=rules)
+                          rules=rules, review_dir=review_dir, review_top=review_top,
+                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
     try:
         with _scan_progress() as progress:
             summary = scan(archives, out, inventory=inventory, errors=errors, options=options,

@@ -28,7 +28,8 @@ pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 _KEYWORDS = (
     "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "StudyDate",
-    "Modality", "Manufacturer", "StudyDescription", "SeriesDescription", "PatientID",
+    "Modality", "Manufacturer", "StudyDescription", "SeriesDescription", "PatientName",
+    "PatientID", "PatientBirthDate",
     "AccessionNumber", "BodyPartExamined", "SliceThickness", "ConvolutionKernel",
     "ProtocolName", "GantryDetectorTilt", "ContrastBolusAgent", "StudyInstanceUID",
     "SeriesInstanceUID", "SeriesNumber", "AcquisitionNumber", "InstanceNumber",
@@ -151,6 +152,8 @@ def _instance(path: str, ds: Dataset, size: int) -> Instance:
         transfer_syntax_uid=transfer_syntax,
         modality=_text(ds, "Modality").upper(),
         patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
         accession_number=_text(ds, "AccessionNumber"),
         study_instance_uid=_text(ds, "StudyInstanceUID"),
         study_date=_text(ds, "StudyDate"),

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from screen import tables
 from screen.crawl import Found, crawl
+from screen.pseudonym import Pseudonymizer
 from screen.headers import read_instances
 from screen.records import Decision, FileError, Instance, InventoryEntry, Series
 from screen.select import Rules, facts, load_rules
@@ -87,7 +88,8 @@ class _SharedValues:
     descriptions, orientation), so memory grows with what is unique to each file: its path,
     its SOP instance UID and its position."""
 
-    FIELDS = ("transfer_syntax_uid", "sop_class_uid", "modality", "patient_id",
+    FIELDS = ("transfer_syntax_uid", "sop_class_uid", "modality", "patient_id", "patient_name",
+              "patient_birth_date",
               "accession_number", "study_instance_uid", "study_date", "study_description",
               "series_instance_uid", "series_description", "protocol_name",
               "body_part_examined", "frame_of_reference_uid", "manufacturer", "image_type",
@@ -219,11 +221,43 @@ def errors_table(errors: Iterable[FileError]) -> pa.Table:
 
 
 def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
-                  rules: Rules, roots: Sequence[str | Path]) -> None:
-    extra = {"rules": rules.source, "archives": [os.path.abspath(r) for r in roots],
-             "files_found": result.files_found}
-    tables.write_atomic(inventory_table(result.entries), inventory, extra)
-    tables.write_atomic(errors_table(result.errors), errors, extra)
+                  rules: Rules, roots: Sequence[str | Path],
+                  pseudonymizer: Pseudonymizer | None = None) -> None:
+    """Inventory then errors, atomically; with a pseudonymizer, no identifier is written."""
+    extra: dict[str, object] = {"rules": rules.source,
+                                "archives": [os.path.abspath(r) for r in roots],
+                                "files_found": result.files_found}
+    inv, err = inventory_table(result.entries), errors_table(result.errors)
+    if pseudonymizer is not None:
+        for entry in result.entries:
+            observe_identity(pseudonymizer, entry.series)
+        # The inventory first: it teaches the pseudonymizer the identifiers that paths hold.
+        inv = pseudonymizer.pseudonymize_table(inv)
+        err = pseudonymizer.pseudonymize_table(err)
+        extra = private_provenance(extra, pseudonymizer)
+    tables.write_atomic(inv, inventory, extra)
+    tables.write_atomic(err, errors, extra)
+
+
+def observe_identity(pseudonymizer: Pseudonymizer, series: Series) -> None:
+    """Teach the pseudonymizer every identifier of a series' patient, so that none of them
+    survives in a path or a message, even those (name, birth date) we never write."""
+    first = series.first
+    pseudonymizer.observe({"patient_id": first.patient_id, "patient_name": first.patient_name,
+                           "birth_date": first.patient_birth_date,
+                           "accession_number": first.accession_number})
+
+
+def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
+                       ) -> dict[str, object]:
+    """Provenance whose command line and archive paths name no patient."""
+    scrubbed = dict(extra)
+    scrubbed["command"] = [pseudonymizer.pseudonymize_text(a) for a in
+                           tables.provenance()["command"]]  # type: ignore[union-attr]
+    if "archives" in scrubbed:
+        scrubbed["archives"] = [pseudonymizer.pseudonymize_path(a)
+                                for a in scrubbed["archives"]]  # type: ignore[union-attr]
+    return scrubbed
 
 
 def summary(result: IndexResult) -> dict[str, object]:

@@ -47,6 +47,13 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "accession_number": ("A", ("accession_number", "AccessionNumber")),
 }
 PATH_COLUMNS = ("path", "files", "paths", "folder")
+# Keys that join outputs to each other and to the PACS: never rewritten, even where an
+# identifier happens to appear inside one.
+KEY_COLUMNS = ("series_key", "model_sha256")
+
+
+def _is_key(column: str) -> bool:
+    return column in KEY_COLUMNS or column.endswith(("_uid", "_uids"))
 _PSEUDONYM = re.compile(rf"[PNBA]-[0-9a-f]{{{DIGEST_HEX}}}")
 
 
@@ -216,7 +223,7 @@ class Pseudonymizer:
                 out[column] = self.pseudonym(identifier_columns[column], value)  # type: ignore[arg-type]
             elif column in PATH_COLUMNS:
                 out[column] = self._paths(value)
-            elif isinstance(value, str):
+            elif isinstance(value, str) and not _is_key(column):
                 out[column] = self.pseudonymize_text(value)
             else:
                 out[column] = value

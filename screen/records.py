@@ -65,6 +65,9 @@ class Instance:
     transfer_syntax_uid: str
     modality: str
     patient_id: str = ""
+    # Read only so that pseudonymisation can find them inside paths; never written out.
+    patient_name: str = ""
+    patient_birth_date: str = ""
     accession_number: str = ""
     study_instance_uid: str = ""
     study_date: str = ""

@@ -23,6 +23,7 @@ from screen import index as indexing
 from screen import worklist
 from screen.cluster import DetectorPlugin, DetectorSpec, connect, has_gpu_workers, worker_detector
 from screen.gpus import find_gpus
+from screen.pseudonym import Pseudonymizer, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import load_rules
 
@@ -44,6 +45,23 @@ class ScanOptions:
     resume: bool = True
     threshold: float | None = None
     rules: Path | None = None
+    review_dir: Path | None = None  # key images and an HTML report for flagged series
+    review_top: int = 0  # ... and for the N highest scores, flagged or not
+    dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
+    pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesOutputs:
+    """What a worker writes for a series besides its row; travels with every task."""
+
+    threshold: float
+    review_dir: Path | None = None
+    dicom_out: Path | None = None
+    pseudonym_key: bytes | None = None
+
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
 
 
 @dataclass
@@ -89,6 +107,9 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     if not options.resume:
         store.clear()
     done = store.done(package.sha256) if options.resume else set()
+    key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
+    outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key)
+    pseudonymizer = outputs.pseudonymizer()
 
     gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
     cpu_workers = options.workers or indexing.default_workers()
@@ -100,29 +121,43 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         clock = time.perf_counter()
         result = indexing.index(roots, rules=rules, executor=client.get_executor(),
                                 progress=progress.index)
-        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots)
+        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
+                               pseudonymizer=pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()
-        _screen_all(client, todo, store, threshold, progress, len(result.eligible))
+        _screen_all(client, todo, store, outputs, progress, len(result.eligible))
         seconds["screen"] = time.perf_counter() - clock
+
+        eligible_keys = {e.series.key for e in result.eligible}
+        rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
+        table = worklist.finalise(rows, threshold)
+        if options.review_dir is not None:
+            clock = time.perf_counter()
+            _review_top(client, table, result, options.review_top, outputs)
+            seconds["review"] = time.perf_counter() - clock
         worker_rss = client.run(peak_rss_mib)
     clock = time.perf_counter()
 
-    eligible_keys = {e.series.key for e in result.eligible}
-    rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
     ruled_out = worklist.rejected(rows)
     if ruled_out:  # the inventory learns what the pixels said
         result = indexing.with_content_decisions(result, ruled_out)
-        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots)
-    table = worklist.finalise(rows, threshold)
+        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
+                               pseudonymizer=pseudonymizer)
     store.compact(rows)
-    worklist.write_worklist(table, out, {
+    extra: dict[str, object] = {
         "model": package.card.name, "model_version": package.card.version,
         "model_sha256": package.sha256, "threshold": threshold,
         "backend_requested": options.backend, "precision": options.precision,
         "archives": [str(Path(r).resolve()) for r in roots],
-    })
+    }
+    if pseudonymizer is not None:
+        extra = indexing.private_provenance(extra, pseudonymizer)
+    worklist.write_worklist(table, out, extra)
+    if options.review_dir is not None:
+        from screen.review import write_index
+
+        write_index(options.review_dir, table)
     seconds["write"] = time.perf_counter() - clock
     statuses = table["status"].to_pylist()
     return ScanSummary(
@@ -143,7 +178,7 @@ def peak_rss_mib() -> float:
 
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
-                threshold: float, progress: ScanProgress, total: int) -> None:
+                outputs: SeriesOutputs, progress: ScanProgress, total: int) -> None:
     """Screen every entry with a bounded window of futures, flushing rows to part files."""
     split = has_gpu_workers(client)  # decode on CPU workers, detect on GPU workers
     window = max(2, SERIES_PER_WORKER * len(client.scheduler_info(n_workers=-1)["workers"]))
@@ -157,13 +192,13 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
     while queue or pending:
         while queue and len(pending) < window:
             entry = queue.pop()
-            pending[_submit(client, entry, split)] = entry
+            pending[_submit(client, entry, split, outputs)] = entry
         completed, _ = wait(list(pending), return_when="FIRST_COMPLETED")
         for future in completed:
             entry = pending.pop(future)
-            buffered.append(_row_of(future, entry))
+            buffered.append(_row_of(future, entry, outputs))
             finished += 1
-            flagged += worklist.flagged_count(buffered[-1:], threshold)
+            flagged += worklist.flagged_count(buffered[-1:], outputs.threshold)
         progress.on_series(finished, total, flagged)
         if len(buffered) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
             store.write(buffered)
@@ -171,18 +206,33 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
     store.write(buffered)
 
 
-def _submit(client: Client, entry: InventoryEntry, split: bool) -> Future:
+def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesOutputs) -> Future:
     key = f"screen-{entry.series.key}"
     confirm = bool(entry.confirm)
     if not split:
-        return client.submit(screen_series, entry.series, confirm, key=key, pure=False)
+        return client.submit(screen_series, entry.series, confirm, outputs, key=key, pure=False)
     volume = client.submit(load_series, entry.series, confirm, key=f"load-{entry.series.key}",
                            pure=False)
-    return client.submit(detect_series, entry.series, volume, key=key, pure=False,
+    return client.submit(detect_series, entry.series, volume, outputs, key=key, pure=False,
                          resources={"GPU": 1})
 
 
-def _row_of(future: Future, entry: InventoryEntry) -> dict[str, object]:
+def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
+                outputs: SeriesOutputs) -> None:
+    """Key images for the ``top`` highest scores that were not flagged (flagged ones have
+    theirs already, drawn while their volume was in memory)."""
+    rows = [r for r in table.to_pylist()[:top] if r["status"] == "ok" and not r["flagged"]]
+    by_key = {e.series.key: e for e in result.eligible}
+    futures = [client.submit(review_series, by_key[r[worklist.KEY_COLUMN]].series, r, outputs,
+                             pure=False) for r in rows if r[worklist.KEY_COLUMN] in by_key]
+    for future in futures:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the worklist
+            log.warning("could not draw review images: %s", exc)
+
+
+def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> dict[str, object]:
     """The row a task returned, or an error row when the task itself was lost."""
     try:
         return future.result()
@@ -191,7 +241,12 @@ def _row_of(future: Future, entry: InventoryEntry) -> dict[str, object]:
         reason = f"{type(exc).__name__}: {exc}"
         if type(exc).__name__ == "KilledWorker":
             reason = "the worker screening this series died repeatedly (out of memory?): " + reason
-        return worklist.row(entry.series, _unknown_producer(), error=reason)
+        row = worklist.row(entry.series, _unknown_producer(), error=reason)
+        pseudonymizer = outputs.pseudonymizer()
+        if pseudonymizer is None:
+            return row
+        indexing.observe_identity(pseudonymizer, entry.series)
+        return pseudonymizer.pseudonymize_row(row)
 
 
 def _unknown_producer() -> worklist.Producer:
@@ -234,30 +289,78 @@ def load_series(series: Series, confirm: bool) -> Loaded:
     return Loaded(volume, time.perf_counter() - start)
 
 
-def detect_series(series: Series, loaded: Loaded) -> dict[str, object]:
-    from screen.detect.detector import detect
+def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dict[str, object]:
+    """The series' worklist row; for a flagged series also its review images and DICOM."""
+    from screen.detect.detector import analyse
 
     detector = worker_detector()
     producer = worklist.Producer(detector.card.name, detector.card.version,
                                  detector.package_sha256, detector.backend, detector.precision)
+    pseudonymizer = outputs.pseudonymizer()
+    if pseudonymizer is not None:
+        indexing.observe_identity(pseudonymizer, series)
+
+    def private(row: dict[str, object]) -> dict[str, object]:
+        return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
+
     volume = loaded.outcome
     timing = {"load_seconds": loaded.seconds}
     if isinstance(volume, str):
-        return worklist.row(series, producer, error=volume) | timing
+        return private(worklist.row(series, producer, error=volume) | timing)
     if isinstance(volume, NotAbdominal):
-        return worklist.row(series, producer, error=volume.reason,
-                            status=worklist.REJECTED) | timing
+        return private(worklist.row(series, producer, error=volume.reason,
+                                    status=worklist.REJECTED) | timing)
     start = time.perf_counter()
     try:
-        detection = detect(volume, detector)
+        analysis = analyse(volume, detector)
     except Exception as exc:  # noqa: BLE001 - a failure on one series must not stop the sweep
         log.exception("detector failed on %s", series.key)
         reason = f"detector failed: {type(exc).__name__}: {exc}"
-        return worklist.row(series, producer, error=reason) | timing
+        return private(worklist.row(series, producer, error=reason) | timing)
     timing["detect_seconds"] = time.perf_counter() - start
+    detection = analysis.detection
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
-    return worklist.row(series, producer, detection, key_sop_instance_uid=key_uid) | timing
+    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
+                  | timing)
+    if detection.score >= outputs.threshold:
+        _write_extras(series, volume, analysis, row, outputs)
+    return row
 
 
-def screen_series(series: Series, confirm: bool) -> dict[str, object]:
-    return detect_series(series, load_series(series, confirm))
+def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, object],
+                  outputs: SeriesOutputs) -> None:
+    """Review images and DICOM objects; a failure here is logged, never loses the row."""
+    card = worker_detector().card
+    lesion_p = card.postprocess.lesion_probability
+    try:
+        if outputs.review_dir is not None:
+            from screen.review import render_series
+
+            render_series(outputs.review_dir, series, volume, analysis, row,
+                          lesion_probability=lesion_p)
+        if outputs.dicom_out is not None:
+            from screen.dicom_out import write_seg, write_sr
+
+            # These go back into the PACS, so they keep the real identifiers.
+            write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
+                     analysis.detection.score)
+            write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
+                      model_version=card.version, lesion_probability=lesion_p)
+    except Exception:  # noqa: BLE001 - pictures and SR are extras; the row is what matters
+        log.exception("could not write review images or DICOM for %s", series.key)
+
+
+def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+    """Key images for a series scored earlier (the top N that were not flagged)."""
+    from screen.detect.detector import analyse
+    from screen.review import render_series
+
+    loaded = load_series(series, confirm=False)
+    if isinstance(loaded.outcome, Volume):
+        analysis = analyse(loaded.outcome, worker_detector())
+        render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
+                      lesion_probability=worker_detector().card.postprocess.lesion_probability)
+
+
+def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
+    return detect_series(series, load_series(series, confirm), outputs)
