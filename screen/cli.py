@@ -52,6 +52,14 @@ def main(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # Dask reports every worker start and stop; a sweep's user needs only its failures.
+        import dask
+
+        dask.config.set({"logging.distributed": "error"})
+        for name in ("distributed", "distributed.nanny", "distributed.scheduler",
+                     "distributed.core", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @app.command("index")
@@ -275,6 +283,7 @@ class _file_progress:
         self._bar.update(self._task, description=name)
 
     def __exit__(self, *exc: object) -> None:
+        self._bar.update(self._task, description="files indexed")
         self._bar.stop()
 
 
@@ -286,7 +295,11 @@ class _scan_progress(_file_progress):
 
         callbacks = super().__enter__()
         self._series = None
-        return ScanProgress(index=callbacks, on_cluster=self._cluster, on_series=self._on_series)
+        return ScanProgress(index=callbacks, on_cluster=self._cluster, on_series=self._on_series,
+                            on_notice=self._notice)
+
+    def _notice(self, text: str) -> None:
+        err.print(f"[bold yellow]notice:[/] {text}", highlight=False)
 
     def _cluster(self, where: str) -> None:
         if where.startswith("http"):

@@ -29,6 +29,7 @@ from screen.select import load_rules
 
 log = logging.getLogger(__name__)
 
+NOT_DIAGNOSTIC = "not for diagnostic use"  # in a card's intended use: say so at every scan
 SERIES_PER_WORKER = 2  # series in flight per worker: enough to keep each busy, few in memory
 FLUSH_ROWS = 16
 FLUSH_SECONDS = 2.0  # at most this much finished work is lost to a crash
@@ -70,6 +71,7 @@ class ScanProgress:
 
     index: indexing.Progress = field(default_factory=indexing.Progress)
     on_cluster: Callable[[str], None] = field(default=lambda dashboard: None)
+    on_notice: Callable[[str], None] = field(default=lambda text: None)
     on_series: Callable[[int, int, int], None] = field(default=lambda done, total, flagged: None)
 
 
@@ -99,6 +101,10 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     progress = progress or ScanProgress()
     rules = load_rules(options.rules)
     package = find_package(options.model)  # fails here, before any work, if the model is wrong
+    if NOT_DIAGNOSTIC in package.card.intended_use.lower():
+        why = package.card.limitations[0] if package.card.limitations else ""
+        progress.on_notice(f"model {package.card.name} {package.card.version} is not for "
+                           f"diagnostic use. {why}".strip())
     threshold = worklist.check_threshold(
         options.threshold if options.threshold is not None else package.card.threshold)
     inventory = inventory or out.with_name("inventory.parquet")
