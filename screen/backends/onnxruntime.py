@@ -63,13 +63,17 @@ def load(
     model_path: Path | None = None,
 ) -> OrtRunner:
     """A runner for ``network``. FP16/INT8 run a converted ONNX file built by
-    ``screen build-engine``; pass it as ``model_path``."""
+    ``screen build-engine``: ``model_path``, or else the newest one in the engine cache."""
     card = package.network(network)
-    if model_path is None:
-        if precision != "fp32":
+    if model_path is None and precision == "fp32":
+        model_path = package.onnx_path(network)
+    elif model_path is None:
+        from screen.engines.cache import find_built
+
+        model_path = find_built(package, network, precision)
+        if model_path is None:
             raise ValueError(
                 f"onnxruntime {precision} needs a converted model (screen build-engine --{precision}); "
                 "the package itself holds fp32 only"
             )
-        model_path = package.onnx_path(network)
     return OrtRunner(Path(model_path), card.input_name, card.shape_multiple, precision, device)

@@ -18,7 +18,10 @@ def fit_platt(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2, iterat
         raise ValueError(f"features must be (n, d) matching {len(y)} labels, got {x.shape}")
     if not (0 < y.sum() < len(y)):
         raise ValueError("calibration needs both lesion and lesion-free cases")
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    # A feature that does not vary carries no information: leave it standardised to zero, so
+    # the penalty holds its coefficient at zero instead of dividing by nothing.
+    std = np.where(std < 1e-6, 1.0, std)
     z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
     w = np.zeros(z.shape[1])
     penalty = np.full(z.shape[1], l2)

@@ -235,7 +235,7 @@ def _location_fractions(items: Sequence[Item]) -> tuple[float, float]:
 
 
 def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
-          locate_steps: int = 120, segment_steps: int = 500, workers: int = 2,
+          locate_steps: int = 400, segment_steps: int = 1500, workers: int = 2,
           cache: Path | None = None) -> ModelCard:
     started = time.monotonic()
     torch.manual_seed(seed)
@@ -315,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-cases", type=int, default=80)
     parser.add_argument("--val-cases", type=int, default=40)
-    parser.add_argument("--locate-steps", type=int, default=120)
-    parser.add_argument("--segment-steps", type=int, default=500)
+    parser.add_argument("--locate-steps", type=int, default=400)
+    parser.add_argument("--segment-steps", type=int, default=1500)
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the cut training phantoms here (a temporary folder) to rerun faster")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering phantoms")

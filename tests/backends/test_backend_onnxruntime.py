@@ -18,7 +18,10 @@ def test_runs_at_two_shapes_and_gives_probabilities(package):
         np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_refuses_what_it_cannot_run(package):
+def test_refuses_what_it_cannot_run(package, tmp_path, monkeypatch):
+    from screen.engines.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # an empty engine cache: nothing converted
     runner = plugin.load(package, "segment", "fp32", "cpu")
     with pytest.raises(ValueError, match=r"multiples of 8, got \(30, 64, 64\)"):
         runner.run(np.zeros((1, 1, 30, 64, 64), np.float32))

@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed")
 
-from screen.backends import onnxruntime as ort_plugin  # noqa: E402
-from screen.backends import torch as plugin  # noqa: E402
+from screen.backends import onnxruntime as ort_plugin
+from screen.backends import torch as plugin
 
 
 def test_torch_and_onnxruntime_agree_on_the_cpu(package):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import screen.backends as backends
+from screen import backends
 
 
 def test_listing_backends_imports_nothing_heavy():

@@ -43,3 +43,9 @@ def test_threshold_keeps_the_requested_sensitivity():
 def test_extreme_scores_do_not_overflow():
     cal = Calibration(("a",), (1.0,), 0.0)
     assert cal.score({"a": 1000.0}) == 1.0 and cal.score({"a": -1000.0}) == 0.0
+
+
+def test_a_constant_feature_gets_no_weight():
+    x = np.array([[0.0, 2.0], [1.0, 2.0], [2.0, 2.0], [3.0, 2.0], [1.5, 2.0]])
+    coef, intercept = fit_platt(x, np.array([0, 0, 1, 1, 0]))
+    assert coef[1] == 0.0 and coef[0] > 0.0 and np.isfinite(intercept)
