@@ -141,7 +141,9 @@ def test_killed_run_resumes_to_the_same_worklist(small_archive: Path, swept,
 
 
 def _in_session(process: psutil.Process, sid: int) -> bool:
+    """A live process of the killed run's session (zombies are dead, only not yet reaped by
+    whatever adopted them)."""
     try:
-        return os.getsid(process.pid) == sid
-    except (ProcessLookupError, PermissionError):
+        return os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE
+    except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
         return False
