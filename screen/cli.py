@@ -10,8 +10,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-from rich.progress import TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from screen import __version__
@@ -129,7 +135,7 @@ def scan_command(
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
     from screen.pseudonym import create_key_file
-    from screen.scan import ScanOptions, ScanProgress, scan
+    from screen.scan import ScanOptions, scan
 
     if pseudonymize != (pseudonymize_key is not None):
         raise fail("--pseudonymize and --pseudonymize-key go together")

@@ -40,10 +40,10 @@ class DetectorPlugin(WorkerPlugin):
         self.spec = spec
         self._detector = None
 
-    def setup(self, worker) -> None:  # noqa: ANN001 - distributed's Worker
+    def setup(self, worker) -> None:
         self._detector = None
 
-    def detector(self):  # noqa: ANN201 - screen.detect.detector.Detector, imported lazily
+    def detector(self):
         if self._detector is None:
             from screen.detect.detector import Detector
             from screen.model.package import find_package
@@ -55,7 +55,7 @@ class DetectorPlugin(WorkerPlugin):
         return self._detector
 
 
-def worker_detector():  # noqa: ANN201
+def worker_detector():
     """The detector of the worker this task runs on."""
     return get_worker().plugins[PLUGIN_NAME].detector()
 

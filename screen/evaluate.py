@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from screen.atomic import write_atomic
 from screen.metrics import (
     Confusion,
     Interval,
@@ -760,15 +759,4 @@ def plot_roc(
     strip = strip.rotate(90, expand=True)
     image.paste(strip, (int(size * 0.02), int(top)))
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed over it, like every output, so no half PNG.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            image.save(sink, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), lambda sink: image.save(sink, format="PNG"))

@@ -184,7 +184,7 @@ def _instance(path: str, ds: Dataset, size: int) -> Instance:
 
 
 class _Frames:
-    __slots__ = ("positions", "orientation", "spacing", "thickness")
+    __slots__ = ("orientation", "positions", "spacing", "thickness")
 
     def __init__(self) -> None:
         self.positions: tuple[tuple[float, float, float], ...] = ()

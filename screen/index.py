@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from screen import tables
 from screen.crawl import Found, crawl
-from screen.pseudonym import Pseudonymizer
 from screen.headers import read_instances
+from screen.pseudonym import Pseudonymizer
 from screen.records import Decision, FileError, Instance, InventoryEntry, Series
 from screen.select import Rules, facts, load_rules
 from screen.series import assemble

@@ -319,7 +319,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     start = time.perf_counter()
     try:
         analysis = analyse(volume, detector)
-    except Exception as exc:  # noqa: BLE001 - a failure on one series must not stop the sweep
+    except Exception as exc:
         log.exception("detector failed on %s", series.key)
         reason = f"detector failed: {type(exc).__name__}: {exc}"
         return private(worklist.row(series, producer, error=reason) | timing)
@@ -352,7 +352,7 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
                      analysis.detection.score)
             write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
                       model_version=card.version, lesion_probability=lesion_p)
-    except Exception:  # noqa: BLE001 - pictures and SR are extras; the row is what matters
+    except Exception:
         log.exception("could not write review images or DICOM for %s", series.key)
 
 

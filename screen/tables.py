@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from screen import __version__
+from screen import __version__, atomic
 
 PROVENANCE_KEY = b"screen.provenance"
 
@@ -66,7 +65,7 @@ def provenance(extra: Mapping[str, object] | None = None) -> dict[str, object]:
         "tool": "screen",
         "version": __version__,
         "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     record.update(extra or {})
     return record
@@ -80,33 +79,7 @@ def read_provenance(path: Path) -> dict[str, object]:
 
 def write_atomic(table: pa.Table, path: Path, extra: Mapping[str, object] | None = None) -> None:
     """Write ``table`` to ``path`` so that the file is either the old one or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = dict(table.schema.metadata or {})
     metadata[PROVENANCE_KEY] = json.dumps(provenance(extra), default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            pq.write_table(table, sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk too.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic.write_atomic(Path(path), lambda sink: pq.write_table(table, sink))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 
 from screen import __version__
+from screen.atomic import write_atomic
 from screen.dicom_out.codes import PRIVATE_SCHEME
 from screen.records import Series
 from screen.review.pages import page_key
@@ -54,19 +53,8 @@ def declare_private_codes(dataset: Dataset) -> None:
 
 
 def save(dataset: Dataset, path: Path) -> Path:
-    """Save through a temporary file and a rename, so a PACS push never meets half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        dataset.save_as(tmp, enforce_file_format=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Save atomically, so a PACS push never meets half a file."""
+    return write_atomic(Path(path), lambda sink: dataset.save_as(sink, enforce_file_format=True))
 
 
 def output_path(out_dir: Path, series: Series, kind: str) -> Path:

@@ -20,13 +20,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from screen.atomic import write_bytes_atomic
 from screen.backends.base import PRECISIONS
 
 if TYPE_CHECKING:
@@ -148,21 +148,6 @@ def artifact_path(root: Path, package: str, network: str, key: EngineKey) -> Pat
     return Path(root) / package / network / f"{key.precision}-{key.digest}.{key.kind}"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def register(
     root: Path, data: bytes, key: EngineKey, package: ModelPackage, network: str, *,
     forced: bool = False, gate: Mapping[str, Any] | None = None, source: str = "",
@@ -172,7 +157,7 @@ def register(
     write_bytes_atomic(path, data)
     artifact = Artifact(
         path=path, key=key, package=package.card.name, package_sha256=package.sha256,
-        network=network, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        network=network, built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         forced=forced, gate=dict(gate or {}), source=source,
     )
     write_bytes_atomic(artifact.metadata_path, (json.dumps(artifact.to_dict(), indent=2) + "\n").encode())

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from screen.atomic import write_bytes_atomic
 from screen.records import Detection, Volume
-from screen.review.files import write_bytes_atomic
 from screen.review.masks import Masks, lps_to_kji
 
 logger = logging.getLogger(__name__)

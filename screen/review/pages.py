@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from screen.review.files import write_bytes_atomic
+from screen.atomic import write_bytes_atomic
 from screen.review.images import LESION_RGB, PANCREAS_RGB
 
 logger = logging.getLogger(__name__)

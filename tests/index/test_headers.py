@@ -7,7 +7,7 @@ import pytest
 
 from screen.headers import read_instance
 from screen.records import FileError, Instance, Stage
-from tests.conftest import need, CORPUS
+from tests.conftest import need
 
 
 def test_reads_the_tags_the_rules_need_from_a_real_ct(corpus: Path) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _wait_for(path: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
