@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from screen.records import FileError, Instance, Stage
 
@@ -118,7 +119,11 @@ def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
             ds = pydicom.filereader.read_partial(
                 fp, stop_when=stop_when, specific_tags=tags, force=True
             )
-        at_end = fp.tell() >= os.fstat(fp.fileno()).st_size
+        # A deflated data set is read from an inflated copy, so the file's position says
+        # nothing about where reading stopped; such files are not checked for truncation.
+        meta = getattr(ds, "file_meta", None)
+        deflated = meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+        at_end = not deflated and fp.tell() >= os.fstat(fp.fileno()).st_size
     if len(ds) == 0:
         meta = getattr(ds, "file_meta", None)
         if meta is not None and meta.get("MediaStorageSOPClassUID") == _MEDIA_DIRECTORY:
