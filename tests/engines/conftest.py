@@ -38,7 +38,7 @@ def write_tiny_package(folder: Path, seed: int = 0) -> ModelPackage:
                     train.Postprocess(), {}, {}),
         networks=networks,
     )
-    (folder / "model.json").write_text(json.dumps(train.card_to_dict(card), indent=2), encoding="utf-8")
+    (folder / "model.json").write_text(json.dumps(card.to_dict(), indent=2), encoding="utf-8")
     return ModelPackage.load(folder)
 
 
