@@ -9,9 +9,29 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def fit_platt(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2, iterations: int = 100) -> tuple[np.ndarray, float]:
+def fit_platt(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2, iterations: int = 100,
+              increasing: bool = True) -> tuple[np.ndarray, float]:
     """Logistic regression by Newton's method with a small ridge penalty on the coefficients
-    (which keeps the fit finite when the validation cases separate perfectly)."""
+    (which keeps the fit finite when the validation cases separate perfectly).
+
+    With ``increasing``, every feature is evidence *for* a lesion: one whose fitted weight
+    comes out negative (noise in a small validation set) is dropped and the rest refitted,
+    so the score can never fall as the lesion evidence grows.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    keep = np.ones(x.shape[1] if x.ndim == 2 else 0, dtype=bool)
+    while True:
+        coef, intercept = _fit(x[:, keep] if x.ndim == 2 else x, labels, l2, iterations)
+        if not increasing or np.all(coef >= 0):
+            break
+        negative = np.flatnonzero(keep)[np.flatnonzero(coef < 0)]
+        keep[negative] = False
+    full = np.zeros(len(keep))
+    full[keep] = coef
+    return full, intercept
+
+
+def _fit(features: np.ndarray, labels: np.ndarray, l2: float, iterations: int) -> tuple[np.ndarray, float]:
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(y):

@@ -234,6 +234,35 @@ def _location_fractions(items: Sequence[Item]) -> tuple[float, float]:
     return float(round(head, 3)), float(round(tail, 3))
 
 
+def validation_seeds(seed: int, cases: int) -> list[int]:
+    return [1_000_000 * (seed + 1) + 500_000 + i for i in range(cases)]
+
+
+def calibrate_on_validation(detector: Detector, seeds: Sequence[int], workers: int = 2) -> tuple[Calibration, float, dict]:
+    """Platt calibration of the detector's features on validation phantoms, the threshold for
+    >= 95 % sensitivity there, and the validation numbers at that threshold."""
+    rows, labels = [], []
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        for volume, phantom in pool.imap(_render, seeds):
+            analysis = analyse(volume, detector)
+            rows.append([analysis.features[f] for f in FEATURES])
+            labels.append(int(phantom.lesion_diameter_mm is not None))
+    x, y = np.asarray(rows), np.asarray(labels)
+    coef, intercept = fit_platt(x, y)
+    calibration = Calibration(FEATURES, tuple(float(c) for c in coef), intercept)
+    scores = np.asarray([calibration.score(dict(zip(FEATURES, r))) for r in rows])
+    threshold = threshold_for_sensitivity(scores, y, 0.95)
+    validation = {
+        "cases": len(y), "positives": int(y.sum()),
+        "auroc": round(float(auroc(y, scores)), 4),
+        "sensitivity_at_threshold": round(float(np.mean(scores[y == 1] >= threshold)), 4),
+        "specificity_at_threshold": round(float(np.mean(scores[y == 0] < threshold)), 4),
+    }
+    logger.info("validation: %s", validation)
+    return calibration, threshold, validation
+
+
 def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
           locate_steps: int = 400, segment_steps: int = 1500, workers: int = 2,
           cache: Path | None = None) -> ModelCard:
@@ -242,7 +271,7 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
     rng = np.random.default_rng(seed)
     base = 1_000_000 * (seed + 1)
     train_seeds = [base + i for i in range(train_cases)]
-    val_seeds = [base + 500_000 + i for i in range(val_cases)]
+    val_seeds = validation_seeds(seed, val_cases)
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
         items = pool.map(partial(_prepare, cache=cache), train_seeds, chunksize=4)
@@ -260,24 +289,7 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
     # Validation: the whole detector, uncalibrated, on phantoms it has not seen.
     provisional = _card(Calibration(FEATURES, (1.0, 0.0), 0.0), 0.5, Postprocess(location_fractions=fractions), {}, {})
     detector = Detector(provisional, {"locate": _TorchRunner(locate), "segment": _TorchRunner(segment)})
-    rows, labels = [], []
-    with context.Pool(workers) as pool:
-        for volume, phantom in pool.imap(_render, val_seeds):
-            analysis = analyse(volume, detector)
-            rows.append([analysis.features[f] for f in FEATURES])
-            labels.append(int(phantom.lesion_diameter_mm is not None))
-    x, y = np.asarray(rows), np.asarray(labels)
-    coef, intercept = fit_platt(x, y)
-    calibration = Calibration(FEATURES, tuple(float(c) for c in coef), intercept)
-    scores = np.asarray([calibration.score(dict(zip(FEATURES, r))) for r in rows])
-    threshold = threshold_for_sensitivity(scores, y, 0.95)
-    validation = {
-        "cases": len(y), "positives": int(y.sum()),
-        "auroc": round(float(auroc(y, scores)), 4),
-        "sensitivity_at_threshold": round(float(np.mean(scores[y == 1] >= threshold)), 4),
-        "specificity_at_threshold": round(float(np.mean(scores[y == 0] < threshold)), 4),
-    }
-    logger.info("validation: %s", validation)
+    calibration, threshold, validation = calibrate_on_validation(detector, val_seeds, workers)
 
     training = {
         "command": f"python -m screen.model.train --out {out.as_posix()} --seed {seed}",

@@ -14,7 +14,7 @@ def test_platt_recovers_the_coefficients_it_was_drawn_from():
     x = rng.normal(size=(4000, 2))
     p = 1.0 / (1.0 + np.exp(-(0.5 + 2.0 * x[:, 0] - 1.0 * x[:, 1])))
     y = (rng.random(4000) < p).astype(int)
-    coef, intercept = fit_platt(x, y, l2=0.0)
+    coef, intercept = fit_platt(x, y, l2=0.0, increasing=False)
     np.testing.assert_allclose(coef, [2.0, -1.0], atol=0.2)
     assert intercept == pytest.approx(0.5, abs=0.15)
     score = Calibration(("a", "b"), tuple(coef), intercept).score({"a": 0.0, "b": 0.0})
@@ -49,3 +49,13 @@ def test_a_constant_feature_gets_no_weight():
     x = np.array([[0.0, 2.0], [1.0, 2.0], [2.0, 2.0], [3.0, 2.0], [1.5, 2.0]])
     coef, intercept = fit_platt(x, np.array([0, 0, 1, 1, 0]))
     assert coef[1] == 0.0 and coef[0] > 0.0 and np.isfinite(intercept)
+
+
+def test_a_feature_that_would_lower_the_score_is_dropped():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] - 1.5 * x[:, 1] + rng.normal(0, 0.5, 400) > 0).astype(int)
+    coef, _ = fit_platt(x, y)
+    assert coef[0] > 0 and coef[1] == 0.0
+    free, _ = fit_platt(x, y, increasing=False)
+    assert free[1] < 0
