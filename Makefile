@@ -23,7 +23,7 @@ test:
 	$(PY) -m pytest -q
 
 lint:
-	$(VENV)/bin/ruff check screen tests
+	$(VENV)/bin/ruff check screen tests bench
 
 bench:
 	$(PY) -m bench.run

@@ -20,7 +20,6 @@ import shutil
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
