@@ -72,7 +72,6 @@ from screen.model.package import find_package
 from screen.volume import load_volume
 
 detector = Detector.open(find_package("pancreas-phantom-v1"))
-analyse  # loaded once per process, as on a worker
 start = time.perf_counter()
 [entry] = index([sys.argv[1]], workers=1).entries
 headers = time.perf_counter() - start
