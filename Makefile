@@ -28,8 +28,11 @@ lint:
 bench:
 	$(PY) -m bench.run
 
+# Retrain the bundled model on phantoms (CPU), then measure it on held-out phantoms into its card.
 model:
-	$(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 0
+	nice -n 10 $(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 0 \
+		--cache $${TMPDIR:-/tmp}/screen-train-cache
+	nice -n 10 $(PY) -m screen.model.evaluate_package pancreas-phantom-v1 --cases 100 --seed 7 --write
 
 clean:
 	rm -rf out .pytest_cache
