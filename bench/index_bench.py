@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pydicom
 
-from bench.common import RESULTS, child_peak_rss_mib, save, timed
+from bench.common import RESULTS, child_output, save, timed
 from screen.crawl import Found, crawl
 from screen.headers import read_instance
 from screen.index import index
@@ -78,12 +78,13 @@ def main() -> None:
     _, t_index1 = timed(lambda: index([root], workers=1))
     _, t_index2 = timed(lambda: index([root], workers=2))
 
-    half = sorted({os.path.dirname(p) for p in paths})
-    half = half[: len(half) // 2]
-    code = ("from screen.index import index; import sys; r = index(sys.argv[1:] or {roots!r}, "
-            "workers=2); print(r.files_found)")
-    rss_half, out_half = child_peak_rss_mib(code.format(roots=half))
-    rss_all, out_all = child_peak_rss_mib(code.format(roots=[str(root)]))
+    tops = sorted(str(p) for p in root.iterdir() if p.is_dir())
+    half = tops[: len(tops) // 2]
+    # The client's own peak (its worker processes hold one chunk each at a time).
+    code = ("import resource; from screen.index import index; r = index({roots!r}, workers=2); "
+            "print(r.files_found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out_half = child_output(code.format(roots=half)).split()
+    out_all = child_output(code.format(roots=[str(root)])).split()
     save("index", {
         "files": n,
         "io_floor_files_per_s": round(n / t_floor),
@@ -93,8 +94,8 @@ def main() -> None:
         "screen_index_1_worker_files_per_s": round(n / t_index1),
         "screen_index_2_workers_files_per_s": round(n / t_index2),
         "speedup_1_to_2_workers": round(t_index1 / t_index2, 2),
-        "peak_rss_mib": {f"{out_half.strip()} files": round(rss_half),
-                         f"{out_all.strip()} files": round(rss_all)},
+        "client_peak_rss_mib": {f"{out_half[0]} files": round(float(out_half[1])),
+                                f"{out_all[0]} files": round(float(out_all[1]))},
     })
 
 

@@ -9,17 +9,21 @@ multi-frame files are read further, for the per-frame positions in their functio
 from __future__ import annotations
 
 import logging
+import math
 import os
+import struct
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from screen import header_scan
 from screen.records import FileError, Instance, Stage
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,10 @@ _KEYWORDS = (
 )
 _MULTIFRAME_KEYWORDS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 
-_TAGS = [BaseTag(pydicom.datadict.tag_for_keyword(k)) for k in _KEYWORDS]
+_TAG_OF = {k: pydicom.datadict.tag_for_keyword(k) for k in _KEYWORDS}
+_UNSIGNED_SHORTS = frozenset({"Rows", "Columns"})  # binary US values, even in implicit VR
+_TAGS = [BaseTag(_TAG_OF[k]) for k in _KEYWORDS]
+_WANTED = frozenset(_TAG_OF.values())
 _MULTIFRAME_TAGS = _TAGS + [
     BaseTag(pydicom.datadict.tag_for_keyword(k)) for k in _MULTIFRAME_KEYWORDS
 ]
@@ -65,24 +72,36 @@ def _at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag >> 16 >= _PIXEL_DATA_GROUP
 
 
-def read_instance(path: str) -> Instance | FileError:
+def read_instance(path: str, *, lean: bool = True) -> Instance | FileError:
     """The header of one file as an Instance, or the reason it is not a readable DICOM image.
 
     Never raises for a bad file: every failure becomes a FileError that names what was wrong.
+    ``lean=False`` skips the lean scan and reads every file with pydicom (for comparison).
     """
     try:
         size = os.stat(path).st_size
         if size == 0:
             return FileError(path, Stage.HEADER, "empty file (0 bytes)")
+        fast = header_scan.scan(path, _WANTED) if lean else None
+        if fast is not None:
+            ds = Dataset({tag: RawDataElement(BaseTag(tag), vr, len(value), value, 0,
+                                              fast.implicit, True)
+                          for tag, (vr, value) in fast.elements.items()})
+            if (_Header(ds).int("NumberOfFrames", 1) or 1) == 1:
+                if fast.at_end:
+                    return _truncated(path)
+                return _instance(path, ds, size, fast.transfer_syntax_uid,
+                                 fast.media_sop_class_uid)
+        # Multi-frame files, and files the lean scan leaves alone, go through pydicom.
         ds, at_end = _read(path, _past_group_0028, _TAGS)
-        if _int(ds, "NumberOfFrames", 1) > 1:
+        if (_Header(ds).int("NumberOfFrames", 1) or 1) > 1:
             ds, at_end = _read(path, _at_pixels, _MULTIFRAME_TAGS)
         if at_end:
-            # Every stored object has elements past group 0028 (pixel data, report content);
-            # a file that ends before any of them was cut short, as by an interrupted transfer.
-            return FileError(path, Stage.HEADER,
-                             "truncated: the file ends inside its header, before any pixel data")
-        return _instance(path, ds, size)
+            return _truncated(path)
+        meta = getattr(ds, "file_meta", None)
+        return _instance(path, ds, size,
+                         str(getattr(meta, "TransferSyntaxUID", "") or "") if meta else "",
+                         str(getattr(meta, "MediaStorageSOPClassUID", "") or "") if meta else "")
     except NotAnImage as exc:
         return FileError(path, Stage.HEADER, f"DICOM but not an image: {exc}")
     except InvalidDicomError as exc:
@@ -93,6 +112,13 @@ def read_instance(path: str) -> Instance | FileError:
         return FileError(path, Stage.HEADER, f"cannot be read: {exc.strerror or exc}")
     except Exception as exc:  # noqa: BLE001 - a corrupt header can fail anywhere in the parser
         return FileError(path, Stage.HEADER, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
+
+
+def _truncated(path: str) -> FileError:
+    # Every stored object has elements past group 0028 (pixel data, report content); a file
+    # that ends before any of them was cut short, as by an interrupted transfer.
+    return FileError(path, Stage.HEADER,
+                     "truncated: the file ends inside its header, before any pixel data")
 
 
 def read_instances(paths: Iterable[str]) -> list[Instance | FileError]:
@@ -132,16 +158,14 @@ def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
     return ds, at_end
 
 
-def _instance(path: str, ds: Dataset, size: int) -> Instance:
-    meta = getattr(ds, "file_meta", None)
-    transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta else ""
-    sop_class = _text(ds, "SOPClassUID") or (
-        str(getattr(meta, "MediaStorageSOPClassUID", "") or "") if meta else ""
-    )
-    position = _floats(ds, "ImagePositionPatient", 3)
-    orientation = _floats(ds, "ImageOrientationPatient", 6)
-    spacing = _floats(ds, "PixelSpacing", 2)
-    thickness = _float(ds, "SliceThickness")
+def _instance(path: str, ds: Dataset, size: int, transfer_syntax: str,
+              media_sop_class: str) -> Instance:
+    h = _Header(ds)
+    sop_class = h.text("SOPClassUID") or media_sop_class
+    position = h.floats("ImagePositionPatient", 3)
+    orientation = h.floats("ImageOrientationPatient", 6)
+    spacing = h.floats("PixelSpacing", 2)
+    thickness = h.float("SliceThickness")
     frame_positions: tuple[tuple[float, float, float], ...] = ()
     if "PerFrameFunctionalGroupsSequence" in ds:
         frames = _multiframe_geometry(ds)
@@ -152,37 +176,37 @@ def _instance(path: str, ds: Dataset, size: int) -> Instance:
         position = position or (frame_positions[0] if frame_positions else None)
     return Instance(
         path=path,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        sop_instance_uid=h.text("SOPInstanceUID"),
         sop_class_uid=sop_class,
         transfer_syntax_uid=transfer_syntax,
-        modality=_text(ds, "Modality").upper(),
-        patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName"),
-        patient_birth_date=_text(ds, "PatientBirthDate"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        study_date=_text(ds, "StudyDate"),
-        study_description=_text(ds, "StudyDescription"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        protocol_name=_text(ds, "ProtocolName"),
-        body_part_examined=_text(ds, "BodyPartExamined"),
-        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-        acquisition_number=_int(ds, "AcquisitionNumber"),
-        instance_number=_int(ds, "InstanceNumber"),
-        manufacturer=_text(ds, "Manufacturer"),
-        image_type=_texts(ds, "ImageType"),
-        convolution_kernel="\\".join(_texts(ds, "ConvolutionKernel")),
-        contrast_agent=_text(ds, "ContrastBolusAgent"),
+        modality=h.text("Modality").upper(),
+        patient_id=h.text("PatientID"),
+        patient_name=h.text("PatientName"),
+        patient_birth_date=h.text("PatientBirthDate"),
+        accession_number=h.text("AccessionNumber"),
+        study_instance_uid=h.text("StudyInstanceUID"),
+        study_date=h.text("StudyDate"),
+        study_description=h.text("StudyDescription"),
+        series_instance_uid=h.text("SeriesInstanceUID"),
+        series_number=h.int("SeriesNumber"),
+        series_description=h.text("SeriesDescription"),
+        protocol_name=h.text("ProtocolName"),
+        body_part_examined=h.text("BodyPartExamined"),
+        frame_of_reference_uid=h.text("FrameOfReferenceUID"),
+        acquisition_number=h.int("AcquisitionNumber"),
+        instance_number=h.int("InstanceNumber"),
+        manufacturer=h.text("Manufacturer"),
+        image_type=h.texts("ImageType"),
+        convolution_kernel="\\".join(h.texts("ConvolutionKernel")),
+        contrast_agent=h.text("ContrastBolusAgent"),
         image_position=position,
         image_orientation=orientation,
         pixel_spacing=spacing,
         slice_thickness=thickness,
-        gantry_tilt=_float(ds, "GantryDetectorTilt"),
-        rows=_int(ds, "Rows"),
-        columns=_int(ds, "Columns"),
-        number_of_frames=max(1, _int(ds, "NumberOfFrames", 1) or 1),
+        gantry_tilt=h.float("GantryDetectorTilt"),
+        rows=h.int("Rows"),
+        columns=h.int("Columns"),
+        number_of_frames=max(1, h.int("NumberOfFrames", 1) or 1),
         frame_positions=frame_positions,
         file_size=size,
     )
@@ -208,7 +232,8 @@ def _multiframe_geometry(ds: Dataset) -> _Frames:
         for group in (item, shared[0]):
             seq = group.get(sequence)
             if seq:
-                value = _floats(seq[0], keyword, n) if n else _float(seq[0], keyword)
+                h = _Header(seq[0])
+                value = h.floats(keyword, n) if n else h.float(keyword)
                 if value is not None:
                     return value
         return None
@@ -224,43 +249,74 @@ def _multiframe_geometry(ds: Dataset) -> _Frames:
     return frames
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:  # noqa: BLE001 - a malformed value reads as absent
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v).strip() for v in value)
-    return str(value).strip().replace("\x00", "")
+class _Header:
+    """The values of one data set, decoded straight from the bytes pydicom read.
 
+    pydicom's general value conversion costs more than reading the header itself; the few
+    kinds of value we need (text, decimal and integer strings, unsigned shorts) are decoded
+    here. A value that is malformed reads as absent, never as an error.
+    """
 
-def _texts(ds: Dataset, keyword: str) -> tuple[str, ...]:
-    text = _text(ds, keyword)
-    return tuple(part.strip().upper() for part in text.split("\\") if part.strip())
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+        charset = self._raw("SpecificCharacterSet")
+        self._encoding = "utf-8" if charset and b"192" in charset else "latin-1"
 
+    def _element(self, keyword: str) -> Any:
+        tag = _TAG_OF.get(keyword) or pydicom.datadict.tag_for_keyword(keyword)
+        try:
+            return self._ds.get_item(tag)
+        except Exception:  # noqa: BLE001 - a malformed element reads as absent
+            return None
 
-def _float(ds: Dataset, keyword: str) -> float | None:
-    values = _floats(ds, keyword, 1)
-    return values[0] if values else None
+    def _raw(self, keyword: str) -> bytes | None:
+        element = self._element(keyword)
+        value = getattr(element, "value", None)
+        return value if isinstance(value, bytes) else None
 
+    def text(self, keyword: str) -> str:
+        element = self._element(keyword)
+        if element is None:
+            return ""
+        value = element.value
+        if isinstance(value, bytes):
+            parts = value.decode(self._encoding, "replace").split("\\")
+            return "\\".join(p.strip(" \x00") for p in parts).strip("\\")
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            return "\\".join(str(v).strip() for v in value)
+        return str(value).strip().replace("\x00", "")
 
-def _floats(ds: Dataset, keyword: str, n: int) -> Any:
-    text = _text(ds, keyword)
-    if not text:
-        return None
-    try:
-        values = tuple(float(part) for part in text.split("\\"))
-    except ValueError:
-        return None
-    if len(values) != n or any(v != v or v in (float("inf"), float("-inf")) for v in values):
-        return None
-    return values
+    def texts(self, keyword: str) -> tuple[str, ...]:
+        text = self.text(keyword)
+        return tuple(part.strip().upper() for part in text.split("\\") if part.strip())
 
+    def floats(self, keyword: str, n: int) -> Any:
+        text = self.text(keyword)
+        if not text:
+            return None
+        try:
+            values = tuple(float(part) for part in text.split("\\"))
+        except ValueError:
+            return None
+        if len(values) != n or not all(math.isfinite(v) for v in values):
+            return None
+        return values
 
-def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
-    value = _float(ds, keyword)
-    if value is None or not value.is_integer():
-        return default
-    return int(value)
+    def float(self, keyword: str) -> float | None:
+        values = self.floats(keyword, 1)
+        return values[0] if values else None
+
+    def int(self, keyword: str, default: int | None = None) -> int | None:
+        element = self._element(keyword)
+        if element is not None and isinstance(element.value, bytes) and (
+            element.VR == "US" or (element.VR is None and keyword in _UNSIGNED_SHORTS)
+        ):
+            if len(element.value) != 2:
+                return default
+            return struct.unpack("<H" if element.is_little_endian else ">H", element.value)[0]
+        value = self.float(keyword)
+        if value is None or not value.is_integer():
+            return default
+        return int(value)
