@@ -147,3 +147,20 @@ def _in_session(process: psutil.Process, sid: int) -> bool:
         return os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE
     except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
         return False
+
+
+def test_evaluate_reads_the_sweep_against_its_truth(small_archive: Path, swept,
+                                                    tmp_path: Path) -> None:
+    plot = tmp_path / "roc.png"
+    run = subprocess.run([sys.executable, "-m", "screen", "evaluate", str(swept[2]), "--truth",
+                          str(small_archive / "truth.csv"), "--json", "--plot", str(plot),
+                          "--replicates", "200"], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    report = json.loads(run.stdout)
+    with open(small_archive / "truth.csv", newline="") as f:
+        truth = list(csv.DictReader(f))
+    assert report["n_positive"] + report["n_negative"] == len(truth)
+    assert plot.stat().st_size > 0
