@@ -28,10 +28,11 @@ def archive(cases: int, matrix: int) -> Path:
     return root / "archive"
 
 
-def run(root: Path, workers: int) -> dict[str, object]:
+def run(root: Path, workers: int, threads: int | None = None) -> dict[str, object]:
     out = RESULTS / f"scan-{workers}w" / "worklist.parquet"
     shutil.rmtree(out.parent, ignore_errors=True)
-    summary = scan([root], out, options=ScanOptions(workers=workers, gpus=0, resume=False))
+    summary = scan([root], out, options=ScanOptions(workers=workers, gpus=0, resume=False,
+                                                    cpu_threads=threads))
     import pyarrow.parquet as pq
 
     rows = pq.read_table(out).to_pylist()
@@ -41,6 +42,7 @@ def run(root: Path, workers: int) -> dict[str, object]:
     # Worker seconds are spent in parallel: share of worker time within the screening phase.
     return {
         "workers": workers,
+        "inference_threads_per_worker": threads or "an even share of the cores",
         "series_screened": summary.scored + summary.failed,
         "wall_seconds": round(total, 1),
         "series_per_hour": round(3600 * (summary.scored + summary.failed) / total),
@@ -58,11 +60,18 @@ def main() -> None:
     parser.add_argument("--matrix", type=int, default=128)
     args = parser.parse_args()
     root = archive(args.cases, args.matrix)
-    one = run(root, 1)
-    two = run(root, 2)
-    save("scan", {"cases": args.cases, "matrix": args.matrix, "one_worker": one,
-                  "two_workers": two,
-                  "speedup_1_to_2_workers": round(one["wall_seconds"] / two["wall_seconds"], 2)})
+    # By default a lone worker's inference uses every core; pinned to one thread per worker,
+    # the same runs show how the sweep scales with cores.
+    one, two = run(root, 1), run(root, 2)
+    one_core, two_cores = run(root, 1, threads=1), run(root, 2, threads=1)
+    save("scan", {
+        "cases": args.cases, "matrix": args.matrix,
+        "one_worker": one, "two_workers": two,
+        "speedup_1_to_2_workers": round(one["wall_seconds"] / two["wall_seconds"], 2),
+        "one_worker_one_thread": one_core, "two_workers_one_thread_each": two_cores,
+        "speedup_1_to_2_workers_one_thread_each": round(
+            one_core["wall_seconds"] / two_cores["wall_seconds"], 2),
+    })
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class DetectorSpec:
     model: str
     backend: str
     precision: str
+    cpu_threads: int | None = None  # per worker process; None: the libraries' default
 
 
 class DetectorPlugin(WorkerPlugin):
@@ -41,6 +42,9 @@ class DetectorPlugin(WorkerPlugin):
         self._detector = None
 
     def setup(self, worker) -> None:
+        from screen.backends import set_cpu_threads
+
+        set_cpu_threads(self.spec.cpu_threads)
         self._detector = None
 
     def detector(self):

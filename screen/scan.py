@@ -42,6 +42,7 @@ class ScanOptions:
     precision: str = "fp32"
     workers: int | None = None
     gpus: int | None = None  # None: every GPU NVML sees; 0: none
+    cpu_threads: int | None = None  # per worker; None: an even share of this machine's cores
     scheduler: str | None = None
     resume: bool = True
     threshold: float | None = None
@@ -119,7 +120,10 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
 
     gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
     cpu_workers = options.workers or indexing.default_workers()
-    spec = DetectorSpec(str(package.path), options.backend, options.precision)
+    # Local workers share this machine's cores; a user's cluster sizes its own workers.
+    threads = options.cpu_threads or (
+        None if options.scheduler else max(1, indexing.default_workers() // cpu_workers))
+    spec = DetectorSpec(str(package.path), options.backend, options.precision, threads)
     with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus) as client:
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")

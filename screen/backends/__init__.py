@@ -35,11 +35,12 @@ _PLUGINS: dict[str, str] = {
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "torch", "onnxruntime")
 
 _runners: dict[tuple[str, str, str, str, str], Runner] = {}
+_cpu_threads: int | None = None  # None: each library's own default (all cores)
 _lock = threading.Lock()
 
 __all__ = [
     "AUTO_ORDER", "PRECISIONS", "BackendChoice", "Runner", "availability", "choose_backend",
-    "load_runner", "names", "plugin", "register",
+    "cpu_threads", "load_runner", "names", "plugin", "register", "set_cpu_threads",
 ]
 
 
@@ -48,6 +49,20 @@ class BackendChoice:
     name: str
     device: str
     reason: str
+
+
+def set_cpu_threads(threads: int | None) -> None:
+    """How many CPU threads each runner of this process may use: a sweep with several worker
+    processes on one machine gives each its share of the cores instead of letting every one
+    of them take all cores and fight over them."""
+    global _cpu_threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    _cpu_threads = threads
+
+
+def cpu_threads() -> int | None:
+    return _cpu_threads
 
 
 def register(name: str, module_path: str) -> None:

@@ -45,6 +45,11 @@ class OrtRunner:
             raise ValueError(f"onnxruntime runs on 'cpu' or 'cuda[:N]', not {device!r}")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        from screen.backends import cpu_threads
+
+        if cpu_threads():
+            options.intra_op_num_threads = cpu_threads()
+            options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=providers)
         self._input = input_name
         self._multiple = multiple

@@ -5,6 +5,8 @@ FP16 runs under CUDA autocast; INT8 is not offered here (use TensorRT or ONNX Ru
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
@@ -22,20 +24,23 @@ DEPENDENCIES = {"torch": "torch (a CUDA build for GPUs)"}
 
 
 def is_available() -> tuple[bool, str]:
-    try:
-        import torch
-    except ImportError:
+    # Asked without importing torch: importing it costs seconds in every worker process.
+    if importlib.util.find_spec("torch") is None:
         return False, "torch is not installed"
-    cuda = "CUDA available" if torch.cuda.is_available() else "no CUDA device"
-    return True, f"torch {torch.__version__}, {cuda}"
+    return True, f"torch {importlib.metadata.version('torch')}"
 
 
 def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
+    from screen.gpus import find_gpus
+
+    gpus, why = find_gpus()
+    if not gpus:  # no need to wake torch's CUDA runtime to learn that there is no GPU
+        return None, f"no CUDA device for torch ({why}; ONNX Runtime is faster on the CPU)"
     import torch
 
     if torch.cuda.is_available():
         return "cuda:0", f"torch on {torch.cuda.get_device_name(0)}"
-    return None, "no CUDA device for torch (ONNX Runtime is faster on the CPU)"
+    return None, "torch sees no CUDA device (a CPU build of torch?)"
 
 
 class TorchRunner:
@@ -62,8 +67,11 @@ class TorchRunner:
 def load(package: ModelPackage, network: str, precision: str = "fp32", device: str = "cpu") -> TorchRunner:
     import torch
 
+    from screen.backends import cpu_threads
     from screen.model.network import WithSoftmax, build
 
+    if cpu_threads() and not device.startswith("cuda"):
+        torch.set_num_threads(cpu_threads())
     card = package.network(network)
     if precision == "int8":
         raise ValueError("the torch backend has no int8; use tensorrt or onnxruntime with an int8 engine")
