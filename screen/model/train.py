@@ -168,7 +168,7 @@ def _batch(items: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Genera
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    ce = F.cross_entropy(logits, target, weight=torch.tensor(CLASS_WEIGHTS))
+    ce = F.cross_entropy(logits, target, weight=torch.tensor(CLASS_WEIGHTS, device=logits.device))
     prob = torch.softmax(logits, dim=1)
     dice = []
     for p, t in ((prob[:, 1] + prob[:, 2], (target > 0).float()), (prob[:, 2], (target == 2).float())):
@@ -182,6 +182,7 @@ def _train(net: UNet3D, data: list[tuple[np.ndarray, np.ndarray]], patch: tuple[
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     net.train()
+    device = next(net.parameters()).device
     history = []
     started = time.monotonic()
     for step in range(steps):
@@ -198,6 +199,7 @@ def _train(net: UNet3D, data: list[tuple[np.ndarray, np.ndarray]], patch: tuple[
                 centre = pts[rng.integers(len(pts))]
             chosen.append(_patch(x, y, patch, centre, rng))
         xb, yb = _batch(chosen, rng)
+        xb, yb = xb.to(device), yb.to(device)
         loss = _loss(net(xb), yb)
         opt.zero_grad()
         loss.backward()
@@ -265,7 +267,7 @@ def calibrate_on_validation(detector: Detector, seeds: Sequence[int], workers: i
 
 def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
           locate_steps: int = 400, segment_steps: int = 1500, workers: int = 2,
-          cache: Path | None = None) -> ModelCard:
+          cache: Path | None = None, locate_from: Path | None = None, device: str = "cpu") -> ModelCard:
     started = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -278,11 +280,21 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
     logger.info("prepared %d training phantoms in %.0f s", len(items), time.monotonic() - started)
 
     locate = UNet3D(LOCATE.widths)
-    _train(locate, [(i.coarse_x, i.coarse_y) for i in items], LOCATE_PATCH, locate_steps, rng,
-           "locate", lesion_bias=0.0)
-    segment = UNet3D(SEGMENT.widths)
+    if locate_from is not None:
+        # An earlier package's locate network that already finds the gland well: keep it and
+        # train only the segmenter, which is most of the work.
+        locate.load_state_dict(torch.load(locate_from / LOCATE.torch, weights_only=True))
+        locate.eval()
+        logger.info("kept the locate network of %s", locate_from)
+    else:
+        locate.to(device)
+        _train(locate, [(i.coarse_x, i.coarse_y) for i in items], LOCATE_PATCH, locate_steps, rng,
+               "locate", lesion_bias=0.0)
+        locate.cpu()
+    segment = UNet3D(SEGMENT.widths).to(device)
     _train(segment, [(i.fine_x, i.fine_y) for i in items], SEGMENT_PATCH, segment_steps, rng,
            "segment", lesion_bias=0.5)
+    segment.cpu()  # validation and export run on the CPU, as the package's users will
     fractions = _location_fractions(items)
     del items
 
@@ -299,7 +311,8 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
         "variety": "contrast phases (non-contrast, arterial, portal venous), noise 6-22 HU, slice "
                    "spacing 1.5-5 mm, body habitus, pancreas shapes (normal, atrophic, bulky, "
                    "lobulated), lesions 5-40 mm, attenuation 10-80 HU below the gland",
-        "locate": {"steps": locate_steps, "patch_kji": list(LOCATE_PATCH)},
+        "locate": ({"kept_from": locate_from.name} if locate_from is not None
+                   else {"steps": locate_steps, "patch_kji": list(LOCATE_PATCH)}),
         "segment": {"steps": segment_steps, "patch_kji": list(SEGMENT_PATCH), "box_jitter_mm": BOX_JITTER_MM},
         "optimiser": "AdamW, one-cycle lr 3e-3, batch 2, cross-entropy (weights 1,1,2) + 0.5 soft Dice",
         "calibration": "Platt (ridge-penalised logistic) on the validation phantoms; threshold for >= 95 % sensitivity there",
@@ -331,13 +344,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segment-steps", type=int, default=1500)
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the cut training phantoms here (a temporary folder) to rerun faster")
+    parser.add_argument("--locate-from", type=Path, default=None,
+                        help="package whose locate network to keep (then only the segmenter is trained)")
+    parser.add_argument("--device", default="cpu", help="torch device the networks train on (cuda on a GPU)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering phantoms")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     train(args.out, args.seed, args.train_cases, args.val_cases, args.locate_steps,
-          args.segment_steps, args.workers, args.cache)
+          args.segment_steps, args.workers, args.cache, args.locate_from, args.device)
     return 0
 
 
