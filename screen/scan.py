@@ -332,7 +332,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
     row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
                   | timing)
-    if detection.score >= outputs.threshold:
+    if worklist.is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
     return row
 

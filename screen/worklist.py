@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -161,7 +162,7 @@ def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
     failed.sort(key=lambda r: str(r[KEY_COLUMN]))
     for rank, r in enumerate(scored, start=1):
         r["rank"] = rank
-        r["flagged"] = bool(float(r["score"]) >= threshold)
+        r["flagged"] = is_flagged(r["score"], threshold)
     for r in failed:
         r["rank"], r["flagged"] = None, None
     return pa.Table.from_pylist(scored + failed, schema=SCHEMA)
@@ -182,5 +183,11 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
+def is_flagged(score: object, threshold: float) -> bool:
+    """``score >= threshold`` as the worklist stores them: in float32, so that a score read
+    back from a part file is flagged exactly as it was when it was computed."""
+    return bool(np.float32(score) >= np.float32(threshold))
+
+
 def flagged_count(rows: Iterable[dict[str, object]], threshold: float) -> int:
-    return sum(1 for r in rows if r["status"] == "ok" and float(r["score"]) >= threshold)
+    return sum(1 for r in rows if r["status"] == "ok" and is_flagged(r["score"], threshold))

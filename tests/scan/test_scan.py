@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import pytest
@@ -72,8 +73,8 @@ def test_ranks_follow_scores(swept) -> None:
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
-    assert all(r["flagged"] == (r["score"] >= read_provenance(swept[2])["threshold"])
-               for r in rows)
+    threshold = np.float32(read_provenance(swept[2])["threshold"])
+    assert all(r["flagged"] == (np.float32(r["score"]) >= threshold) for r in rows)
 
 
 def test_the_archive_is_never_written(swept) -> None:

@@ -1,0 +1,57 @@
+"""Ranking and flagging of worklist rows, through the part files a sweep writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from screen import worklist
+from screen.records import Detection, Geometry, Instance, Series
+
+GEOMETRY = Geometry(True, "axial", 0.0, True, True, 2.5, 2.5, 2.5, True, True, 0.0, 300.0)
+
+
+def _series(key: str, uid: str) -> Series:
+    instance = Instance(path=f"/a/{key}", sop_instance_uid=f"{key}.1", sop_class_uid="1.2",
+                        transfer_syntax_uid="1.2.840.10008.1.2.1", modality="CT",
+                        series_instance_uid=uid, patient_id="P1")
+    return Series(key=key, instances=(instance,), geometry=GEOMETRY)
+
+
+PRODUCER = worklist.Producer("m", "1", "abc", "onnxruntime", "fp32")
+
+
+def _row(key: str, uid: str, score: float) -> dict[str, object]:
+    return worklist.row(_series(key, uid), PRODUCER, Detection(score, True, 50.0))
+
+
+def test_flags_survive_the_part_files(tmp_path: Path) -> None:
+    # 0.7 and the threshold 0.7000000000000001 differ in float64 but not in float32: a score
+    # flagged while the sweep ran must still be flagged once read back from a part file.
+    threshold = 0.7000000000000001
+    rows = [_row("a", "1.1", 0.7), _row("b", "1.2", 0.2)]
+    live = worklist.flagged_count(rows, threshold)
+    store = worklist.PartStore(tmp_path / "worklist.parquet")
+    store.write(rows)
+    table = worklist.finalise(store.read().to_pylist(), threshold)
+    assert live == sum(table["flagged"].to_pylist()) == 1
+
+
+def test_equal_scores_rank_by_uid_and_the_newest_row_wins() -> None:
+    rows = [_row("b", "1.9", 0.5), _row("a", "1.1", 0.5), _row("c", "1.5", 0.9),
+            _row("b", "1.9", 0.6)]  # a rerun of b
+    table = worklist.finalise(rows, 0.55).to_pylist()
+    assert [r["series_key"] for r in table] == ["c", "b", "a"]
+    assert [r["rank"] for r in table] == [1, 2, 3]
+    assert [r["flagged"] for r in table] == [True, True, False]
+
+
+def test_errors_and_content_rejections(tmp_path: Path) -> None:
+    failed = worklist.row(_series("e", "1.7"), PRODUCER, error="could not be loaded: gap")
+    ruled_out = worklist.row(_series("r", "1.8"), PRODUCER, error="no abdomen",
+                             status=worklist.REJECTED)
+    table = worklist.finalise([_row("a", "1.1", 0.3), failed, ruled_out], 0.5).to_pylist()
+    assert [(r["series_key"], r["status"], r["rank"]) for r in table] == [
+        ("a", "ok", 1), ("e", "error", None)]
+    store = worklist.PartStore(tmp_path / "w.parquet")
+    store.write([failed, ruled_out])
+    assert store.done("abc") == {"r"}  # a ruled-out series is not looked at again
