@@ -9,7 +9,10 @@ not run is never registered.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,16 @@ def int8_conversion(method: str = "max") -> Conversion:
     ))
 
 
+@contextmanager
+def _scratch_copy(source: Path) -> Iterator[Path]:
+    """A copy of ``source`` for ModelOpt, which may save changes (inferred shapes) into the
+    model it is given: the package's own file must stay as shipped, or its hash changes."""
+    with tempfile.TemporaryDirectory(prefix="screen-modelopt-") as tmp:
+        copy = Path(tmp) / Path(source).name
+        shutil.copyfile(source, copy)
+        yield copy
+
+
 def _need_modelopt() -> None:
     if not modelopt_version():
         raise ValueError("building FP16/INT8 engines needs NVIDIA ModelOpt (pip install 'nvidia-modelopt[onnx]')")
@@ -78,10 +91,11 @@ def to_fp16(source: Path, dest: Path, sample: np.ndarray, input_name: str) -> Co
     with tempfile.TemporaryDirectory(prefix="screen-fp16-") as tmp:
         reference = Path(tmp) / "reference.npz"
         np.savez(reference, **{input_name: np.asarray(sample[:1], np.float32)})
-        model = convert_to_mixed_precision(
-            onnx_path=str(source), low_precision_type="fp16", keep_io_types=True,
-            data_max=FP16_DATA_MAX, calibration_data=str(reference), providers=["cpu"],
-        )
+        with _scratch_copy(source) as copy:
+            model = convert_to_mixed_precision(
+                onnx_path=str(copy), low_precision_type="fp16", keep_io_types=True,
+                data_max=FP16_DATA_MAX, calibration_data=str(reference), providers=["cpu"],
+            )
     onnx.save(model, str(dest))
     return conversion
 
@@ -96,11 +110,12 @@ def to_int8(source: Path, dest: Path, calibration: np.ndarray, input_name: str, 
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     if calibration.ndim != 5 or calibration.shape[0] < 1:
         raise ValueError(f"INT8 calibration data must be (N, 1, K, J, I) with N >= 1, got {calibration.shape}")
-    quantize(
-        str(source), quantize_mode="int8", calibration_data={input_name: calibration},
-        calibration_method=method, calibration_eps=["cpu"], output_path=str(dest),
-        high_precision_dtype="fp32", log_level="WARNING",
-    )
+    with _scratch_copy(source) as copy:
+        quantize(
+            str(copy), quantize_mode="int8", calibration_data={input_name: calibration},
+            calibration_method=method, calibration_eps=["cpu"], output_path=str(dest),
+            high_precision_dtype="fp32", log_level="WARNING",
+        )
     if not dest.is_file():
         raise ValueError(f"ModelOpt wrote no INT8 model for {source}")
     return conversion

@@ -65,3 +65,14 @@ def test_a_file_that_does_not_run_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="broken.onnx does not run in ONNX Runtime"):
         quantize.run_onnx(bad, random_input((8, 8, 8)), "image")
+
+
+def test_conversions_leave_the_package_model_untouched(segment, tmp_path: Path) -> None:
+    # ModelOpt may save into the model it is given; the package's file (and so its hash)
+    # must stay exactly as shipped.
+    source, name = segment
+    before = source.read_bytes()
+    quantize.to_fp16(source, tmp_path / "fp16.onnx", random_input((16, 32, 32)), name)
+    quantize.to_int8(source, tmp_path / "int8.onnx",
+                     np.concatenate([random_input((16, 32, 32), s) for s in range(2)]), name)
+    assert source.read_bytes() == before
