@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def assemble(instances: Iterable[Instance]) -> tuple[list[Series], list[FileErro
 
 def split_series(key: str, source: str, members: list[Instance]) -> list[Series]:
     """One Series per volume within a group of instances sharing a key."""
-    volumes = _split_by(members, _volume_identity, "orientation or image size")
+    volumes = _split_by(members, _volume_identity)
     if len(volumes) == 1:
         parts = _split_repeated_positions(volumes[0])
         reason = "acquisition number (positions repeat)" if len(parts) > 1 else ""
@@ -92,7 +92,8 @@ def _volume_identity(instance: Instance) -> tuple[object, ...]:
     return (orientation, instance.rows, instance.columns)
 
 
-def _split_by(members: list[Instance], key, what: str) -> list[list[Instance]]:
+def _split_by(members: list[Instance], key: Callable[[Instance], object]
+              ) -> list[list[Instance]]:
     parts: dict[object, list[Instance]] = defaultdict(list)
     for m in members:
         parts[key(m)].append(m)
@@ -105,7 +106,7 @@ def _split_repeated_positions(members: list[Instance]) -> list[list[Instance]]:
     positions = [m.image_position for m in members if m.image_position is not None]
     if len(positions) != len(members) or len(set(_rounded(p) for p in positions)) == len(members):
         return [members]
-    by_acquisition = _split_by(members, lambda m: m.acquisition_number, "acquisition")
+    by_acquisition = _split_by(members, lambda m: m.acquisition_number)
     if len(by_acquisition) > 1:
         return by_acquisition
     return [members]

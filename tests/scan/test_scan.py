@@ -113,6 +113,8 @@ def test_a_killed_worker_loses_nothing(small_archive: Path, swept, external_clus
     run = _screen([str(small_archive / "archive"), "--out", str(out), "--scheduler",
                    external_cluster.address])
     _wait_for_parts(out, run)
+    # Killed while the sweep is still going, or the test would prove nothing.
+    assert run.poll() is None and not out.exists()
     external_cluster.workers[0].send_signal(signal.SIGKILL)
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr[-3000:]
