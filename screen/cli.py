@@ -313,10 +313,10 @@ class _scan_progress(_file_progress):
         elif where:
             err.print(f"using the Dask cluster at {where}", highlight=False)
 
-    def _on_series(self, done: int, total: int, flagged: int) -> None:
+    def _on_series(self, done: int, total: int, flagged: int, errors: int) -> None:
         if self._series is None:
             self._series = self._bar.add_task("screening series", total=total, errors=0)
-        self._bar.update(self._series, completed=done, total=total,
+        self._bar.update(self._series, completed=done, total=total, errors=errors,
                          description=f"screening series ({flagged} flagged)")
 
 

@@ -73,7 +73,8 @@ class ScanProgress:
     index: indexing.Progress = field(default_factory=indexing.Progress)
     on_cluster: Callable[[str], None] = field(default=lambda dashboard: None)
     on_notice: Callable[[str], None] = field(default=lambda text: None)
-    on_series: Callable[[int, int, int], None] = field(default=lambda done, total, flagged: None)
+    on_series: Callable[[int, int, int, int], None] = field(
+        default=lambda done, total, flagged, errors: None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +197,9 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
     pending: dict[Future, InventoryEntry] = {}
     buffered: list[dict[str, object]] = []
     finished = total - len(todo)
-    flagged = 0
+    flagged = errors = 0
     last_flush = time.monotonic()
-    progress.on_series(finished, total, flagged)
+    progress.on_series(finished, total, flagged, errors)
     while queue or pending:
         while queue and len(pending) < window:
             entry = queue.pop()
@@ -209,7 +210,8 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
             buffered.append(_row_of(future, entry, outputs))
             finished += 1
             flagged += worklist.flagged_count(buffered[-1:], outputs.threshold)
-        progress.on_series(finished, total, flagged)
+            errors += buffered[-1]["status"] == "error"
+        progress.on_series(finished, total, flagged, errors)
         if len(buffered) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
             store.write(buffered)
             buffered, last_flush = [], time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pydicom
 import pyarrow.parquet as pq
 import pytest
 
-from screen.scan import ScanOptions, scan
+from screen.scan import ScanOptions, ScanProgress, scan
 from screen.tables import read_provenance
 
 pytest.importorskip("screen.volume", reason="the volume loader is absent")
@@ -65,6 +67,39 @@ def test_every_eligible_series_has_a_row_and_nothing_else(small_archive: Path, s
     for r in inventory:
         if r["rule"] == "content":
             assert r["reason"].startswith("no tag names the abdomen")
+
+
+def test_a_series_whose_pixels_cannot_be_read_is_an_error_row(small_archive: Path,
+                                                              tmp_path: Path) -> None:
+    with open(small_archive / "manifest.csv", newline="") as f:
+        chosen = next(m for m in csv.DictReader(f)
+                      if m["should_be_eligible"] == "1" and m["transfer_syntax"] == "1.2.840.10008.1.2.1")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    slices = []
+    for folder in chosen["folders"].split(";"):
+        for path in sorted((small_archive / "archive" / folder).iterdir()):
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # the archive's junk files
+                continue
+            if header.get("SeriesInstanceUID") == chosen["series_instance_uid"]:
+                slices.append((float(header.ImagePositionPatient[2]), path))
+    files = [shutil.copy(path, archive / f"slice{n:04d}") for n, (_, path) in enumerate(sorted(slices))]
+    # Three neighbouring slices cut short inside their pixels: headers index, the volume cannot.
+    for path in map(Path, files[len(files) // 2:len(files) // 2 + 3]):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - 2000])
+    seen: list[tuple[int, int, int, int]] = []
+    out = tmp_path / "worklist.parquet"
+    summary = scan([archive], out, options=ScanOptions(workers=1, gpus=0),
+                   progress=ScanProgress(on_series=lambda *counts: seen.append(counts)))
+    rows = _rows(out)
+    assert summary.eligible == 1 and len(rows) == 1
+    assert rows[0]["status"] == "error" and rows[0]["score"] is None
+    assert rows[0]["series_instance_uid"] == chosen["series_instance_uid"]
+    assert "slice" in rows[0]["error"].lower(), rows[0]["error"]
+    assert seen[-1] == (1, 1, 0, 1)  # done, total, flagged, errors
 
 
 def test_ranks_follow_scores(swept) -> None:
