@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import pydicom
 import pyarrow.parquet as pq
+import pydicom
 import pytest
 
 from screen.scan import ScanOptions, ScanProgress, scan
