@@ -65,9 +65,10 @@ def write_series(folder: Path) -> Path:
 
 
 _MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 from screen.detect.detector import Detector, analyse
 from screen.index import index
+from screen.memory import peak_rss_mib
 from screen.model.package import find_package
 from screen.volume import load_volume
 
@@ -82,7 +83,7 @@ analysis = analyse(volume, detector)
 seconds = {"headers": headers, "decode": decode, **analysis.seconds}
 print(json.dumps({"shape_kji": list(volume.hu.shape), "backend": detector.backend,
                   "seconds": seconds,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mib": peak_rss_mib(),
                   "score": analysis.detection.score}))
 """
 

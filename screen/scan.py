@@ -23,6 +23,7 @@ from screen import index as indexing
 from screen import worklist
 from screen.cluster import DetectorPlugin, DetectorSpec, connect, has_gpu_workers, worker_detector
 from screen.gpus import find_gpus
+from screen.memory import peak_rss_mib
 from screen.pseudonym import Pseudonymizer, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import load_rules
@@ -179,13 +180,6 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
         seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
     )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, in MiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from screen.memory import peak_rss_mib
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ def _render_to(path: str, seed: int) -> None:
                      spacing_kji=SPACING_KJI)
     np.save(path, phantom.hu)
     np.save(path + ".affine.npy", phantom.affine)
-
-
-def peak_rss_mib() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def benchmark(model: str = "pancreas-phantom-v1", backend: str = "auto", repeat: int = 2,
