@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from screen.backends import Runner, load_runner
 from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along
-from screen.detect.preprocess import Grid, body_grid, box_grid, sample
+from screen.detect.preprocess import Grid, body_grid, box_grid, gland_hu, resample, sample
 from screen.model.card import ModelCard
 from screen.model.package import ModelPackage
 from screen.records import Detection, Location, Volume
@@ -73,6 +73,7 @@ class Analysis:
     segment_grid: Grid | None
     probabilities: np.ndarray | None  # (C, K, J, I) on segment_grid
     pancreas_mask: np.ndarray | None  # bool on segment_grid
+    gland_hu: float | None = None  # the gland's median HU on the coarse grid
     seconds: Mapping[str, float] = field(default_factory=dict)  # preprocess, inference, postprocess
 
 
@@ -82,12 +83,9 @@ def features_of(lesion_peak: float, lesion_mm3: float) -> dict[str, float]:
     return {"lesion_logit": math.log(p / (1.0 - p)), "lesion_log_mm3": math.log1p(max(lesion_mm3, 0.0))}
 
 
-def _pancreas_box(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _coarse_gland(prob: np.ndarray, threshold: float) -> np.ndarray | None:
     mask = (prob[1] + prob[2]) > threshold
-    if not mask.any():
-        return None
-    voxels = np.argwhere(largest(mask))
-    return voxels.min(axis=0).astype(np.float64), voxels.max(axis=0).astype(np.float64)
+    return largest(mask) if mask.any() else None
 
 
 def analyse(volume: Volume, detector: Detector) -> Analysis:
@@ -104,29 +102,32 @@ def analyse(volume: Volume, detector: Detector) -> Analysis:
         clock = now
 
     coarse = body_grid(volume, locate)
-    x = sample(volume, coarse, locate)
+    coarse_hu = resample(volume.hu, coarse)  # kept to measure the gland's HU on
+    x = locate.normalise(coarse_hu)[None, None]
     lap("preprocess")
     coarse_prob = detector.runners[locate.name].run(x)[0]
     lap("inference")
-    box = _pancreas_box(coarse_prob, post.pancreas_probability)
-    if box is None:
+    gland = _coarse_gland(coarse_prob, post.pancreas_probability)
+    if gland is None:
         logger.info("no pancreas found on the coarse grid")
         features = features_of(0.0, 0.0)
         detection = Detection(card.calibration.score(features), False, 0.0)
         lap("postprocess")
-        return Analysis(detection, features, coarse, None, None, None, seconds)
+        return Analysis(detection, features, coarse, None, None, None, seconds=seconds)
     # Grid voxel bounds to volume voxel bounds, widened by half a coarse voxel on each side.
-    lo = coarse.to_volume(box[0] - 0.5)
-    hi = coarse.to_volume(box[1] + 0.5)
+    voxels = np.argwhere(gland)
+    lo = coarse.to_volume(voxels.min(axis=0) - 0.5)
+    hi = coarse.to_volume(voxels.max(axis=0) + 0.5)
     fine = box_grid(volume, lo, hi, segment)
+    reference = gland_hu(coarse_hu, gland)
     lap("postprocess")
-    x = sample(volume, fine, segment)
+    x = sample(volume, fine, segment, reference)
     lap("preprocess")
     prob = detector.runners[segment.name].run(x)[0]
     lap("inference")
     analysis = _findings(volume, card, coarse, fine, prob)
     lap("postprocess")
-    return replace(analysis, seconds=seconds)
+    return replace(analysis, gland_hu=reference, seconds=seconds)
 
 
 def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: np.ndarray) -> Analysis:

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from screen.model.card import NetworkCard
 from screen.records import Volume
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 AIR_HU = -1024.0
 BODY_HU = -500.0  # tissue is denser than this; air and lung mostly are not
 _BODY_STRIDE = 4  # voxels skipped in-plane when looking for the body: its box needs no more
+# Where no gland was found, a window relative to the gland is placed as if the gland had this
+# attenuation (between unenhanced and enhanced parenchyma); only calibration data need it.
+STAND_IN_GLAND_HU = 80.0
+_MIN_CORE_VOXELS = 8  # a gland thinner than this after erosion is measured whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,20 +164,32 @@ def to_volume_labels(mask: np.ndarray, grid: Grid, shape: tuple[int, int, int]) 
     return out
 
 
-def sample(volume: Volume, grid: Grid, network: NetworkCard) -> np.ndarray:
-    """The network input (1, 1, K, J, I) float32 for ``grid``."""
-    return network.normalise(resample(volume.hu, grid))[None, None]
+def gland_hu(hu: np.ndarray, gland: np.ndarray) -> float | None:
+    """Median HU inside a gland mask on the same grid, leaving out its outer layer of voxels
+    (on a coarse grid they average the gland with the fat around it); None without a gland."""
+    core = ndimage.binary_erosion(gland)
+    if core.sum() < _MIN_CORE_VOXELS:
+        core = gland
+    return float(np.median(hu[core])) if core.any() else None
+
+
+def sample(volume: Volume, grid: Grid, network: NetworkCard, gland: float | None = None) -> np.ndarray:
+    """The network input (1, 1, K, J, I) float32 for ``grid``; ``gland`` is the gland's HU,
+    for a network whose window is relative to it."""
+    return network.normalise(resample(volume.hu, grid), gland)[None, None]
 
 
 def preprocess(
-    volume: Volume, network: NetworkCard, box_kji: tuple[np.ndarray, np.ndarray] | None = None
+    volume: Volume, network: NetworkCard, box_kji: tuple[np.ndarray, np.ndarray] | None = None,
+    gland: float | None = None,
 ) -> np.ndarray:
     """The input a network sees for ``volume``: (1, 1, K, J, I) float32.
 
     A ``body`` network sees the whole body. A ``pancreas`` network sees the box
     ``box_kji`` (lowest and highest volume voxel, as found by the body network) grown by the
     card's margin; without a box it sees the middle of the body, which is a fair stand-in for
-    calibration data but not what inference does.
+    calibration data but not what inference does. So is :data:`STAND_IN_GLAND_HU` for the
+    gland's HU (``gland``) when a network's window is relative to it and none is given.
     """
     if network.crop == "body":
         return sample(volume, body_grid(volume, network), network)
@@ -180,4 +197,6 @@ def preprocess(
         lo, hi = body_box(volume)
         centre = (lo + hi) / 2.0
         box_kji = (centre, centre)
-    return sample(volume, box_grid(volume, box_kji[0], box_kji[1], network), network)
+    if gland is None and network.window_relative_to == "gland":
+        gland = STAND_IN_GLAND_HU
+    return sample(volume, box_grid(volume, box_kji[0], box_kji[1], network), network, gland)

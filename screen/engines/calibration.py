@@ -109,7 +109,7 @@ def network_inputs(volumes: Iterable[Volume], package: ModelPackage) -> dict[str
             if network.crop != "pancreas":
                 continue
             if analysis.segment_grid is not None:
-                seen[name].append(sample(volume, analysis.segment_grid, network))
+                seen[name].append(sample(volume, analysis.segment_grid, network, analysis.gland_hu))
             else:  # nothing found: the middle of the body stands in, as preprocess documents
                 seen[name].append(preprocess(volume, network))
     if not seen:

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 CARD_FILE = "model.json"
 CARD_FORMAT = 1
 CANONICAL_NETWORK = "segment"  # the main segmenter, shipped as model.onnx
+WINDOW_REFERENCES = (None, "gland")  # what a network's window_hu is measured from
 
 
 class CardError(ValueError):
@@ -57,6 +58,13 @@ def _numbers(data: Mapping[str, Any], key: str, n: int, source: str, prefix: str
     return tuple(_number(v, source, f"{prefix}{key}[{i}]") for i, v in enumerate(value))
 
 
+def _reference(value: Any, source: str, prefix: str) -> str | None:
+    if value not in WINDOW_REFERENCES:
+        raise _fail(source, prefix + "window_relative_to",
+                    f"must be \"gland\" or null, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkCard:
     """One network of a package: its files, its input grid and its intensity mapping.
@@ -67,6 +75,12 @@ class NetworkCard:
     the input covers: ``body`` (the whole body, found by thresholding) or ``pancreas`` (a box
     around the pancreas that the ``body`` network found, grown by ``margin_mm`` and at least
     ``min_extent_mm`` wide).
+
+    ``window_relative_to`` is ``None`` for a window in absolute HU, or ``"gland"`` for one
+    measured from the median attenuation of the gland the ``body`` network found. A lesion is
+    judged against its own parenchyma, whose enhancement depends on the contrast phase: a
+    normal gland in the portal venous phase has the attenuation of a lesion in the arterial
+    phase, and only the relative window makes the two look different.
     """
 
     name: str
@@ -82,6 +96,7 @@ class NetworkCard:
     max_extent_mm: tuple[float, float, float] | None = None  # a runaway box is cut to this
     input_name: str = "image"
     output_name: str = "probs"
+    window_relative_to: str | None = None
 
     def __post_init__(self) -> None:
         if any(s <= 0 for s in self.spacing_kji):
@@ -92,10 +107,22 @@ class NetworkCard:
             raise ValueError(f"network {self.name!r}: crop must be 'body' or 'pancreas', got {self.crop!r}")
         if self.shape_multiple < 1:
             raise ValueError(f"network {self.name!r}: shape_multiple must be >= 1, got {self.shape_multiple}")
+        if self.window_relative_to not in WINDOW_REFERENCES:
+            raise ValueError(f"network {self.name!r}: window_relative_to must be \"gland\" or "
+                             f"None, got {self.window_relative_to!r}")
+        if self.window_relative_to == "gland" and self.crop != "pancreas":
+            raise ValueError(f"network {self.name!r}: only a network that looks at the pancreas "
+                             f"can window relative to the gland (the body network finds it)")
 
-    def normalise(self, hu: Any) -> Any:
-        """HU (numpy array) to network input: clip to the window, map onto [-1, 1]."""
+    def normalise(self, hu: Any, gland_hu: float | None = None) -> Any:
+        """HU (numpy array) to network input: clip to the window, map onto [-1, 1]. A window
+        relative to the gland is moved by ``gland_hu``, which it then requires."""
         lo, hi = self.window_hu
+        if self.window_relative_to == "gland":
+            if gland_hu is None or not math.isfinite(gland_hu):
+                raise ValueError(f"network {self.name!r} windows relative to the gland: "
+                                 f"it needs the gland's HU, got {gland_hu!r}")
+            lo, hi = lo + gland_hu, hi + gland_hu
         return ((hu.clip(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0).astype("float32", copy=False)
 
     @classmethod
@@ -141,13 +168,20 @@ class NetworkCard:
             max_extent_mm=max_extent,  # type: ignore[arg-type]
             input_name=str(data.get("input", "image")),
             output_name=str(data.get("output", "probs")),
+            window_relative_to=_reference(data.get("window_relative_to"), source, p),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "onnx": self.onnx, "torch": self.torch, "widths": list(self.widths),
             "spacing_mm_kji": list(self.spacing_kji), "window_hu": list(self.window_hu),
-            "intensity": "HU clipped to window_hu, then mapped linearly onto [-1, 1]",
+            "window_relative_to": self.window_relative_to,
+            "intensity": (
+                "HU clipped to window_hu, then mapped linearly onto [-1, 1]"
+                if self.window_relative_to is None else
+                "HU clipped to window_hu added to the median HU of the gland found by the body "
+                "network, then mapped linearly onto [-1, 1]"
+            ),
             "shape_multiple": self.shape_multiple, "crop": self.crop,
             "margin_mm": self.margin_mm, "min_extent_mm_kji": list(self.min_extent_mm),
             "max_extent_mm_kji": list(self.max_extent_mm) if self.max_extent_mm else None,

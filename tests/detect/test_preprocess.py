@@ -7,10 +7,12 @@ import pytest
 
 from screen.detect.preprocess import (
     AIR_HU,
+    STAND_IN_GLAND_HU,
     Grid,
     body_box,
     body_grid,
     box_grid,
+    gland_hu,
     preprocess,
     resample,
     resample_labels,
@@ -99,6 +101,46 @@ def test_preprocess_windows_onto_minus_one_to_one():
     x = preprocess(_volume(hu), NET)
     assert x.dtype == np.float32 and x.shape[:2] == (1, 1)
     assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)
+
+
+RELATIVE = NetworkCard(
+    name="r", onnx="model.onnx", torch="model.pt", widths=(4, 8), spacing_kji=(1.0, 1.0, 1.0),
+    window_hu=(-100.0, 100.0), shape_multiple=8, crop="pancreas", window_relative_to="gland",
+)
+
+
+def test_a_window_relative_to_the_gland_moves_with_it():
+    hu = np.array([0.0, 40.0, 100.0, 140.0, 240.0], np.float32)
+    # The same lesion 40 HU below its gland looks the same in an unenhanced and an enhanced scan.
+    assert RELATIVE.normalise(hu[:2], gland_hu=40.0).tolist() == pytest.approx([-0.4, 0.0])
+    assert RELATIVE.normalise(hu[2:4], gland_hu=140.0).tolist() == pytest.approx([-0.4, 0.0])
+    assert RELATIVE.normalise(hu[4:], gland_hu=40.0).tolist() == [1.0]
+    with pytest.raises(ValueError, match="needs the gland's HU"):
+        RELATIVE.normalise(hu)
+    # Calibration data without a gland found fall back to a stated stand-in.
+    volume = _volume(np.full((16, 32, 32), STAND_IN_GLAND_HU, np.float32))
+    assert np.allclose(preprocess(volume, RELATIVE), 0.0)
+
+
+def test_only_the_pancreas_network_can_window_relative_to_the_gland():
+    with pytest.raises(ValueError, match="only a network that looks at the pancreas"):
+        NetworkCard(name="b", onnx="b.onnx", torch="b.pt", widths=(4, 8), spacing_kji=(1.0, 1.0, 1.0),
+                    window_hu=(-100.0, 100.0), shape_multiple=8, crop="body", window_relative_to="gland")
+    with pytest.raises(ValueError, match="window_relative_to"):
+        NetworkCard(name="b", onnx="b.onnx", torch="b.pt", widths=(4, 8), spacing_kji=(1.0, 1.0, 1.0),
+                    window_hu=(-100.0, 100.0), shape_multiple=8, crop="pancreas", window_relative_to="liver")
+
+
+def test_the_gland_is_measured_without_its_rim_of_fat():
+    hu = np.full((12, 12, 12), -100.0, np.float32)  # fat
+    gland = np.zeros(hu.shape, bool)
+    gland[2:10, 2:10, 2:10] = True
+    hu[3:9, 3:9, 3:9] = 90.0  # the rim of the mask lies in the fat, as on a coarse grid
+    assert gland_hu(hu, gland) == 90.0
+    thin = np.zeros(hu.shape, bool)
+    thin[5, 5, 2:10] = True  # too thin to erode: measured whole
+    assert gland_hu(hu, thin) == pytest.approx(float(np.median(hu[thin])))
+    assert gland_hu(hu, np.zeros(hu.shape, bool)) is None
 
 
 def test_grid_rejects_nonsense():
