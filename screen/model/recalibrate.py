@@ -22,12 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from screen.model.train import calibrate_on_validation, validation_seeds
+    from screen.model.train import VALIDATION_CASES, calibrate_on_validation, validation_seeds
 
     parser = argparse.ArgumentParser(prog="python -m screen.model.recalibrate", description=__doc__.split("\n")[0])
     parser.add_argument("package")
     parser.add_argument("--seed", type=int, default=0, help="the training seed, which fixes the validation phantoms")
-    parser.add_argument("--val-cases", type=int, default=40)
+    parser.add_argument("--val-cases", type=int, default=VALIDATION_CASES)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -2,12 +2,13 @@
 
     python -m screen.model.train --out engines/pancreas-phantom-v1 --seed 0
 
-Everything is drawn from ``--seed``: the phantoms (rendered on the fly, nothing cached on
-disk), the patches and the network's initial weights. Runs on two CPU cores in about a
-quarter of an hour. Steps:
+Everything is drawn from ``--seed``: the phantoms (rendered on the fly; ``--cache`` keeps
+the cut ones to rerun faster), the patches and the network's initial weights. Runs on two
+CPU cores in about 50 minutes, most of it the segmenter's 8000 steps. Steps:
 
 1. render training and validation phantoms (in worker processes) and cut each into the
-   locate network's whole-body input and a box around the true pancreas for the segmenter;
+   locate network's whole-body input and a box around the true pancreas for the segmenter,
+   windowed from the gland's median HU as the detector will window it;
 2. train the locate network, then the segmenter, on random patches;
 3. run the whole detector on the validation phantoms, fit the score's calibration and pick
    the operating threshold for >= 95 % sensitivity there;
@@ -17,6 +18,8 @@ quarter of an hour. Steps:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import multiprocessing
 import platform
@@ -33,7 +36,14 @@ import torch.nn.functional as F
 
 from screen.detect.detector import FEATURES, Detector, analyse
 from screen.detect.postprocess import position_along
-from screen.detect.preprocess import body_grid, box_grid, resample_labels, sample
+from screen.detect.preprocess import (
+    body_grid,
+    box_grid,
+    gland_hu,
+    resample,
+    resample_labels,
+    sample,
+)
 from screen.metrics import auroc
 from screen.model.calibrate import fit_platt, threshold_for_sensitivity
 from screen.model.card import Calibration, ModelCard, NetworkCard, Postprocess
@@ -45,16 +55,19 @@ from screen.synth.phantom import ORGAN_LABELS
 logger = logging.getLogger(__name__)
 
 NAME = "pancreas-phantom-v1"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 LOCATE = NetworkCard(
     name="locate", onnx="locate.onnx", torch="locate.pt", widths=(6, 12, 24, 48),
     spacing_kji=(4.0, 4.0, 4.0), window_hu=(-160.0, 240.0), shape_multiple=8, crop="body",
 )
 SEGMENT = NetworkCard(
     name="segment", onnx="model.onnx", torch="model.pt", widths=(8, 16, 32, 64),
-    spacing_kji=(1.5, 1.5, 1.5), window_hu=(-160.0, 240.0), shape_multiple=8, crop="pancreas",
+    spacing_kji=(1.5, 1.5, 1.5), window_hu=(-200.0, 200.0), shape_multiple=8, crop="pancreas",
     margin_mm=16.0, min_extent_mm=(48.0, 96.0, 96.0), max_extent_mm=(144.0, 192.0, 240.0),
+    window_relative_to="gland",
 )
+TRAIN_CASES, VALIDATION_CASES = 160, 100
+CONTINUE_LR = 1e-3  # peak learning rate when continuing a trained segmenter
 LOCATE_PATCH = (32, 48, 48)
 SEGMENT_PATCH = (32, 48, 48)
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)
@@ -96,9 +109,16 @@ _PARTS = {code: index for index, name in enumerate(("head", "body", "tail"))
           for code, organ in ORGAN_LABELS.items() if organ == f"pancreas_{name}"}
 
 
+# Cached cuts are only reused by the same way of cutting: the networks' grids and windows, the
+# scan settings and the box jitter all shape them.
+_CUT_VERSION = hashlib.sha256(json.dumps(
+    [LOCATE.to_dict(), SEGMENT.to_dict(), asdict(TRAIN_SETTINGS), BOX_JITTER_MM], sort_keys=True,
+).encode()).hexdigest()[:12]
+
+
 def _prepare(seed: int, cache: Path | None = None) -> Item:
     """Cut one phantom for training; with ``cache``, reuse or keep the cut as a .npz there."""
-    stored = cache / f"item-{seed}.npz" if cache is not None else None
+    stored = cache / f"item-{_CUT_VERSION}-{seed}.npz" if cache is not None else None
     if stored is not None and stored.is_file():
         with np.load(stored) as data:
             return Item(**{name: data[name] for name in Item.__slots__})
@@ -115,13 +135,17 @@ def _cut(seed: int) -> Item:
     volume, phantom = draw_case(seed, TRAIN_SETTINGS)
     rng = np.random.default_rng(seed + 7)
     coarse = body_grid(volume, LOCATE)
-    coarse_x = sample(volume, coarse, LOCATE)[0, 0]
+    coarse_hu = resample(volume.hu, coarse)
+    coarse_x = LOCATE.normalise(coarse_hu)
     coarse_y = resample_labels(phantom.labels, coarse)
+    # The gland's HU as the detector measures it, on the true gland rather than the locate
+    # network's; the intensity shift in _batch stands for the difference between the two.
+    gland = gland_hu(coarse_hu, coarse_y > 0)
     voxels = np.argwhere(phantom.labels > 0)
     lo, hi = voxels.min(axis=0).astype(float), voxels.max(axis=0).astype(float)
     jitter = rng.normal(0.0, BOX_JITTER_MM, size=(2, 3)) / np.asarray(volume.spacing)
     fine = box_grid(volume, lo + jitter[0], hi + jitter[1], SEGMENT)
-    fine_x = sample(volume, fine, SEGMENT)[0, 0]
+    fine_x = sample(volume, fine, SEGMENT, gland)[0, 0]
     fine_y = resample_labels(phantom.labels, fine)
     # Where head, body and tail lie along the gland, to set the location fractions.
     gland_lps = volume.to_lps(voxels)
@@ -159,8 +183,10 @@ def _patch(x: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], centre: np
 def _batch(items: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for x, y in items:
-        # Intensity and noise variety beyond the phantoms' own: contrast, offset, grain.
-        x = x * rng.uniform(0.9, 1.1) + rng.uniform(-0.1, 0.1)
+        # Intensity and noise variety beyond the phantoms' own: contrast, offset (up to 10 HU,
+        # about how far the gland's HU measured on the locate network's mask strays from the
+        # true gland's), grain.
+        x = x * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05)
         x = x + rng.normal(0.0, rng.uniform(0.0, 0.05), x.shape)
         xs.append(x.astype(np.float32))
         ys.append(y.astype(np.int64))
@@ -178,25 +204,28 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _train(net: UNet3D, data: list[tuple[np.ndarray, np.ndarray]], patch: tuple[int, int, int],
-           steps: int, rng: np.random.Generator, label: str, lesion_bias: float) -> list[float]:
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+           steps: int, rng: np.random.Generator, label: str, lesion_bias: float,
+           max_lr: float = 3e-3) -> list[float]:
+    opt = torch.optim.AdamW(net.parameters(), lr=max_lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1)
     net.train()
     device = next(net.parameters()).device
+    # Where each item's lesion and gland lie, found once rather than on every step.
+    lesion_at = [np.argwhere(y == 2) for _, y in data]
+    gland_at = [np.argwhere(y > 0) for _, y in data]
     history = []
     started = time.monotonic()
     for step in range(steps):
         chosen = []
         for _ in range(2):
-            x, y = data[int(rng.integers(len(data)))]
+            index = int(rng.integers(len(data)))
+            x, y = data[index]
             centre = None
             r = rng.random()
-            if r < lesion_bias and (y == 2).any():
-                pts = np.argwhere(y == 2)
-                centre = pts[rng.integers(len(pts))]
-            elif r < 0.85 and (y > 0).any():
-                pts = np.argwhere(y > 0)
-                centre = pts[rng.integers(len(pts))]
+            if r < lesion_bias and len(lesion_at[index]):
+                centre = lesion_at[index][rng.integers(len(lesion_at[index]))]
+            elif r < 0.85 and len(gland_at[index]):
+                centre = gland_at[index][rng.integers(len(gland_at[index]))]
             chosen.append(_patch(x, y, patch, centre, rng))
         xb, yb = _batch(chosen, rng)
         xb, yb = xb.to(device), yb.to(device)
@@ -265,9 +294,10 @@ def calibrate_on_validation(detector: Detector, seeds: Sequence[int], workers: i
     return calibration, threshold, validation
 
 
-def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
-          locate_steps: int = 400, segment_steps: int = 1500, workers: int = 2,
-          cache: Path | None = None, locate_from: Path | None = None, device: str = "cpu") -> ModelCard:
+def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: int = VALIDATION_CASES,
+          locate_steps: int = 1200, segment_steps: int = 8000, workers: int = 2,
+          cache: Path | None = None, locate_from: Path | None = None, device: str = "cpu",
+          segment_from: Path | None = None) -> ModelCard:
     started = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -291,9 +321,15 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
         _train(locate, [(i.coarse_x, i.coarse_y) for i in items], LOCATE_PATCH, locate_steps, rng,
                "locate", lesion_bias=0.0)
         locate.cpu()
-    segment = UNet3D(SEGMENT.widths).to(device)
+    segment = UNet3D(SEGMENT.widths)
+    if segment_from is not None:
+        # Continue an earlier package's segmenter on other phantoms (another --seed), at a
+        # lower learning rate: more training without starting over.
+        segment.load_state_dict(torch.load(segment_from / SEGMENT.torch, weights_only=True))
+        logger.info("continuing the segmenter of %s", segment_from)
+    segment.to(device)
     _train(segment, [(i.fine_x, i.fine_y) for i in items], SEGMENT_PATCH, segment_steps, rng,
-           "segment", lesion_bias=0.5)
+           "segment", lesion_bias=0.5, max_lr=CONTINUE_LR if segment_from is not None else 3e-3)
     segment.cpu()  # validation and export run on the CPU, as the package's users will
     fractions = _location_fractions(items)
     del items
@@ -304,7 +340,12 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
     calibration, threshold, validation = calibrate_on_validation(detector, val_seeds, workers)
 
     training = {
-        "command": f"python -m screen.model.train --out {out.as_posix()} --seed {seed}",
+        "command": " ".join([
+            f"python -m screen.model.train --out {out.as_posix()} --seed {seed}",
+            *([f"--locate-from {locate_from.as_posix()}"] if locate_from is not None else []),
+            *([f"--segment-from {segment_from.as_posix()} --segment-steps {segment_steps}"]
+              if segment_from is not None else []),
+        ]),
         "seed": seed, "data": "synthetic abdominal CT phantoms (screen.synth.phantom), rendered on the fly",
         "train_cases": train_cases, "validation_cases": val_cases,
         "train_settings": asdict(TRAIN_SETTINGS),
@@ -313,7 +354,8 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
                    "lobulated), lesions 5-40 mm, attenuation 10-80 HU below the gland",
         "locate": ({"kept_from": locate_from.name} if locate_from is not None
                    else {"steps": locate_steps, "patch_kji": list(LOCATE_PATCH)}),
-        "segment": {"steps": segment_steps, "patch_kji": list(SEGMENT_PATCH), "box_jitter_mm": BOX_JITTER_MM},
+        "segment": {"steps": segment_steps, "patch_kji": list(SEGMENT_PATCH), "box_jitter_mm": BOX_JITTER_MM,
+                    **({"continued_from": _earlier_training(segment_from)} if segment_from is not None else {})},
         "optimiser": "AdamW, one-cycle lr 3e-3, batch 2, cross-entropy (weights 1,1,2) + 0.5 soft Dice",
         "calibration": "Platt (ridge-penalised logistic) on the validation phantoms; threshold for >= 95 % sensitivity there",
         "wall_seconds": round(time.monotonic() - started),
@@ -324,6 +366,12 @@ def train(out: Path, seed: int = 0, train_cases: int = 80, val_cases: int = 40,
     write_package(out, {"locate": locate, "segment": segment}, card)
     logger.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return card
+
+
+def _earlier_training(package: Path) -> dict:
+    """What the card of the package a segmenter was continued from says about its training."""
+    card = json.loads((package / "model.json").read_text(encoding="utf-8"))
+    return {"version": card.get("version"), "training": card.get("training")}
 
 
 def _card(calibration: Calibration, threshold: float, post: Postprocess, training: dict, accuracy: dict) -> ModelCard:
@@ -338,14 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m screen.model.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="package folder to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-cases", type=int, default=80)
-    parser.add_argument("--val-cases", type=int, default=40)
-    parser.add_argument("--locate-steps", type=int, default=400)
-    parser.add_argument("--segment-steps", type=int, default=1500)
+    parser.add_argument("--train-cases", type=int, default=TRAIN_CASES)
+    parser.add_argument("--val-cases", type=int, default=VALIDATION_CASES)
+    parser.add_argument("--locate-steps", type=int, default=1200)
+    parser.add_argument("--segment-steps", type=int, default=8000)
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the cut training phantoms here (a temporary folder) to rerun faster")
     parser.add_argument("--locate-from", type=Path, default=None,
                         help="package whose locate network to keep (then only the segmenter is trained)")
+    parser.add_argument("--segment-from", type=Path, default=None,
+                        help="package whose segmenter to continue training (use another --seed)")
     parser.add_argument("--device", default="cpu", help="torch device the networks train on (cuda on a GPU)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering phantoms")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -353,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     train(args.out, args.seed, args.train_cases, args.val_cases, args.locate_steps,
-          args.segment_steps, args.workers, args.cache, args.locate_from, args.device)
+          args.segment_steps, args.workers, args.cache, args.locate_from, args.device, args.segment_from)
     return 0
 
 
