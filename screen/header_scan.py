@@ -91,21 +91,7 @@ def _read_elements(buf: bytes, pos: int, *, implicit: bool, stop_group: int | No
         tag = group << 16 | element
         if (stop_group is not None and group != stop_group) or tag > LAST_TAG:
             return found, pos
-        if implicit:
-            vr = None
-            length = _U32.unpack_from(buf, pos + 4)[0]
-            start = pos + 8
-        else:
-            vr_bytes = buf[pos + 4:pos + 6]
-            if not (65 <= vr_bytes[0] <= 90 and 65 <= vr_bytes[1] <= 90):
-                raise _Unsupported  # not an explicit VR: the full reader copes with such files
-            vr = vr_bytes.decode("ascii")
-            if vr_bytes in _LONG_VRS:
-                length = _U32.unpack_from(buf, pos + 8)[0]
-                start = pos + 12
-            else:
-                length = _U16.unpack_from(buf, pos + 6)[0]
-                start = pos + 8
+        vr, length, start = _element_header(buf, pos, implicit)
         if length == _UNDEFINED:
             pos = _skip_undefined(buf, start, implicit)
             continue
@@ -115,6 +101,18 @@ def _read_elements(buf: bytes, pos: int, *, implicit: bool, stop_group: int | No
             found[tag] = (vr, buf[start:start + length])
         pos = start + length
     return found, -1
+
+
+def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[str | None, int, int]:
+    """The VR (None when implicit), value length and value position of the element at ``pos``."""
+    if implicit:
+        return None, _U32.unpack_from(buf, pos + 4)[0], pos + 8
+    vr_bytes = buf[pos + 4:pos + 6]
+    if not (65 <= vr_bytes[0] <= 90 and 65 <= vr_bytes[1] <= 90):
+        raise _Unsupported  # not an explicit VR: the full reader copes with such files
+    if vr_bytes in _LONG_VRS:
+        return vr_bytes.decode("ascii"), _U32.unpack_from(buf, pos + 8)[0], pos + 12
+    return vr_bytes.decode("ascii"), _U16.unpack_from(buf, pos + 6)[0], pos + 8
 
 
 def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
@@ -144,16 +142,6 @@ def _skip_item(buf: bytes, pos: int, implicit: bool) -> int:
         tag = group << 16 | element
         if tag == _ITEM_END:
             return pos + 8
-        if implicit:
-            length = _U32.unpack_from(buf, pos + 4)[0]
-            start = pos + 8
-        else:
-            vr_bytes = buf[pos + 4:pos + 6]
-            if vr_bytes in _LONG_VRS:
-                length = _U32.unpack_from(buf, pos + 8)[0]
-                start = pos + 12
-            else:
-                length = _U16.unpack_from(buf, pos + 6)[0]
-                start = pos + 8
+        _, length, start = _element_header(buf, pos, implicit)
         pos = _skip_undefined(buf, start, implicit) if length == _UNDEFINED else start + length
     raise _Unsupported

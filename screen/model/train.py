@@ -49,6 +49,7 @@ from screen.model.calibrate import fit_platt, threshold_for_sensitivity
 from screen.model.card import Calibration, ModelCard, NetworkCard, Postprocess
 from screen.model.export import write_package
 from screen.model.network import CLASSES, UNet3D, WithSoftmax
+from screen.model.package import ModelPackage
 from screen.model.phantoms import TRAIN_SETTINGS, draw_case
 from screen.synth.phantom import ORGAN_LABELS
 
@@ -370,8 +371,8 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
 
 def _earlier_training(package: Path) -> dict:
     """What the card of the package a segmenter was continued from says about its training."""
-    card = json.loads((package / "model.json").read_text(encoding="utf-8"))
-    return {"version": card.get("version"), "training": card.get("training")}
+    card = ModelPackage.load(package).card
+    return {"version": card.version, "training": dict(card.training)}
 
 
 def _card(calibration: Calibration, threshold: float, post: Postprocess, training: dict, accuracy: dict) -> ModelCard:
