@@ -346,6 +346,7 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
             *([f"--locate-from {locate_from.as_posix()}"] if locate_from is not None else []),
             *([f"--segment-from {segment_from.as_posix()} --segment-steps {segment_steps}"]
               if segment_from is not None else []),
+            *([f"--device {device}"] if device != "cpu" else []),
         ]),
         "seed": seed, "data": "synthetic abdominal CT phantoms (screen.synth.phantom), rendered on the fly",
         "train_cases": train_cases, "validation_cases": val_cases,
@@ -360,13 +361,19 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
         "optimiser": "AdamW, one-cycle lr 3e-3, batch 2, cross-entropy (weights 1,1,2) + 0.5 soft Dice",
         "calibration": "Platt (ridge-penalised logistic) on the validation phantoms; threshold for >= 95 % sensitivity there",
         "wall_seconds": round(time.monotonic() - started),
-        "torch": torch.__version__, "python": platform.python_version(),
+        "device": _device_name(device), "torch": torch.__version__, "python": platform.python_version(),
     }
     card = _card(calibration, threshold, Postprocess(location_fractions=fractions), training,
                  {"validation": validation})
     write_package(out, {"locate": locate, "segment": segment}, card)
     logger.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return card
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"{device} ({torch.get_num_threads()} threads)"
 
 
 def _earlier_training(package: Path) -> dict:
