@@ -189,6 +189,15 @@ class NetworkCard:
         }
 
 
+# The detector's features a calibration may weigh, and what each one is.
+FEATURE_MEANING: dict[str, str] = {
+    "lesion_logit": "logit of the highest lesion probability in or next to the pancreas",
+    "lesion_cube_logit": "logit of the highest lesion probability averaged over a cube of "
+                         "3x3x3 voxels (4.5 mm), in or next to the pancreas",
+    "lesion_log_mm3": "log(1 + volume in mm3 of the most suspicious lesion component)",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """Platt scaling: score = sigmoid(intercept + sum(coef * features))."""
@@ -200,6 +209,10 @@ class Calibration:
     def __post_init__(self) -> None:
         if len(self.features) != len(self.coef):
             raise ValueError(f"{len(self.features)} calibration features but {len(self.coef)} coefficients")
+        unknown = [f for f in self.features if f not in FEATURE_MEANING]
+        if unknown:
+            raise ValueError(f"unknown calibration feature(s) {unknown}; the detector computes "
+                             f"{sorted(FEATURE_MEANING)}")
 
     def score(self, values: Mapping[str, float]) -> float:
         z = self.intercept + sum(c * float(values[f]) for f, c in zip(self.features, self.coef))
@@ -255,10 +268,7 @@ class ModelCard:
             "networks": {name: n.to_dict() for name, n in self.networks.items()},
             "calibration": {
                 "method": "platt", "features": list(self.calibration.features),
-                "feature_meaning": {
-                    "lesion_logit": "logit of the highest lesion probability in or next to the pancreas",
-                    "lesion_log_mm3": "log(1 + volume in mm3 of the most suspicious lesion component)",
-                },
+                "feature_meaning": {f: FEATURE_MEANING[f] for f in self.calibration.features},
                 "coef": list(self.calibration.coef), "intercept": self.calibration.intercept,
             },
             "threshold": self.threshold,
@@ -297,11 +307,17 @@ class ModelCard:
         coef = _get(cal, "coef", source, "calibration.")
         if not isinstance(features, list) or not isinstance(coef, list) or len(features) != len(coef):
             raise _fail(source, "calibration.coef", "must be a list as long as calibration.features")
-        calibration = Calibration(
-            features=tuple(str(f) for f in features),
-            coef=tuple(_number(c, source, f"calibration.coef[{i}]") for i, c in enumerate(coef)),
-            intercept=_number(_get(cal, "intercept", source, "calibration."), source, "calibration.intercept"),
-        )
+        try:
+            calibration = Calibration(
+                features=tuple(str(f) for f in features),
+                coef=tuple(_number(c, source, f"calibration.coef[{i}]") for i, c in enumerate(coef)),
+                intercept=_number(_get(cal, "intercept", source, "calibration."), source,
+                                  "calibration.intercept"),
+            )
+        except ValueError as exc:
+            if isinstance(exc, CardError):
+                raise
+            raise _fail(source, "calibration.features", str(exc)) from exc
         threshold = _number(_get(data, "threshold", source), source, "threshold")
         if not 0.0 <= threshold <= 1.0:
             raise _fail(source, "threshold", f"must be a probability in [0, 1], got {threshold}")

@@ -2,9 +2,10 @@
 
     python -m screen.model.recalibrate engines/pancreas-phantom-v1 --seed 0
 
-The same validation phantoms and the same fit as ``screen.model.train`` (seed ``--seed``), run
+The same validation phantoms, features and fit as ``screen.model.train`` (seed ``--seed``), run
 through the package's ONNX networks; the card's calibration, threshold and validation numbers
-are replaced.
+are replaced. Use it when the detector's features or post-processing change and the weights
+do not.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from screen.detect.detector import Detector
 from screen.model.package import ModelPackage, find_package
@@ -35,12 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector = Detector.open(package, backend="onnxruntime")
     calibration, threshold, validation = calibrate_on_validation(
         detector, validation_seeds(args.seed, args.val_cases), args.workers)
-    path = package.path / "model.json"
-    card = json.loads(path.read_text(encoding="utf-8"))
-    card["calibration"].update(coef=list(calibration.coef), intercept=calibration.intercept)
-    card["threshold"] = threshold
-    card.setdefault("accuracy", {})["validation"] = validation
-    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    card = replace(package.card, calibration=calibration, threshold=threshold,
+                   accuracy={**package.card.accuracy, "validation": validation})
+    (package.path / "model.json").write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     ModelPackage.load(package.path)
     sys.stdout.write(json.dumps(validation) + "\n")
     return 0

@@ -107,3 +107,71 @@ def test_no_lesion_gives_no_finding_and_a_low_score():
 def test_a_detector_needs_a_runner_per_network():
     with pytest.raises(ValueError, match=r"no runner for network\(s\) \['segment'\]"):
         Detector(CARD, {"locate": RuleRunner()})
+
+
+RELATIVE = (-100.0, 100.0)  # HU about the gland's own
+
+
+class RelativeRuleRunner:
+    """For a window about the gland's HU: pancreas within 30 HU of it, lesion 50-100 HU
+    darker. Keeps every input it is given."""
+
+    name, precision, device = "rule", "fp32", "cpu"
+
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.inputs.append(x)
+        delta = (x[:, 0] + 1.0) / 2.0 * (RELATIVE[1] - RELATIVE[0]) + RELATIVE[0]
+        pancreas = np.abs(delta) < 30
+        lesion = (delta < -50) & (delta > -100)
+        return np.stack([~(pancreas | lesion), pancreas, lesion], axis=1).astype(np.float32)
+
+
+def test_a_window_about_the_gland_is_placed_again_from_the_parenchyma_the_segmenter_found():
+    from dataclasses import replace
+
+    from screen.detect.preprocess import resample
+
+    segment = replace(SEGMENT, window_hu=RELATIVE, window_relative_to="gland")
+    card = replace(CARD, networks={"locate": LOCATE, "segment": segment})
+    volume = _volume(False)
+    runner = RelativeRuleRunner()
+    analysis = analyse(volume, Detector(card, {"locate": RuleRunner(), "segment": runner}))
+
+    assert len(runner.inputs) == 2  # a first look, then the second
+    # The parenchyma's 110 HU: neither the lesion (25 HU) nor the surroundings (200 HU).
+    assert analysis.gland_hu == pytest.approx(110.0, abs=1.0)
+    fine_hu = resample(volume.hu, analysis.segment_grid)
+    np.testing.assert_allclose(runner.inputs[1], segment.normalise(fine_hu, analysis.gland_hu)[None, None],
+                               atol=1e-6)
+    d = analysis.detection
+    truth_lps = volume.to_lps(np.asarray(LESION_KJI))
+    assert d.pancreas_found and localisation_hit(d.lesion_center_lps, truth_lps, LESION_DIAMETER)
+
+
+def test_the_score_weighs_a_lesion_sized_cube_of_probability_not_one_voxel():
+    import math
+
+    from screen.detect.detector import _findings
+    from screen.detect.preprocess import body_grid, box_grid
+
+    volume = _volume(False)
+    fine = box_grid(volume, np.array([10.0, 26.0, 10.0]), np.array([30.0, 54.0, 110.0]), SEGMENT)
+    coarse = body_grid(volume, LOCATE)
+
+    def features(lesion: tuple[slice, slice, slice]) -> dict[str, float]:
+        prob = np.zeros((3, *fine.shape), np.float32)
+        prob[0] = 1.0
+        middle = tuple(slice(n // 4, 3 * n // 4) for n in fine.shape)
+        prob[(1, *middle)], prob[(0, *middle)] = 1.0, 0.0  # a gland in the middle of the box
+        prob[(2, *lesion)], prob[(1, *lesion)] = 0.99, 0.01
+        return _findings(volume, CARD, coarse, fine, prob).features
+
+    k, j, i = (n // 2 for n in fine.shape)
+    lone = features((slice(k, k + 1), slice(j, j + 1), slice(i, i + 1)))
+    cube = features((slice(k - 1, k + 2), slice(j - 1, j + 2), slice(i - 1, i + 2)))
+    assert lone["lesion_logit"] == pytest.approx(cube["lesion_logit"]) == pytest.approx(math.log(99))
+    assert lone["lesion_cube_logit"] == pytest.approx(math.log(0.99 / 27 / (1 - 0.99 / 27)), rel=1e-4)
+    assert cube["lesion_cube_logit"] == pytest.approx(math.log(99), rel=1e-4)

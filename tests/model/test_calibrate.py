@@ -17,7 +17,8 @@ def test_platt_recovers_the_coefficients_it_was_drawn_from():
     coef, intercept = fit_platt(x, y, l2=0.0, increasing=False)
     np.testing.assert_allclose(coef, [2.0, -1.0], atol=0.2)
     assert intercept == pytest.approx(0.5, abs=0.15)
-    score = Calibration(("a", "b"), tuple(coef), intercept).score({"a": 0.0, "b": 0.0})
+    names = ("lesion_logit", "lesion_log_mm3")
+    score = Calibration(names, tuple(coef), intercept).score(dict.fromkeys(names, 0.0))
     assert score == pytest.approx(1 / (1 + np.exp(-intercept)))
 
 
@@ -41,8 +42,13 @@ def test_threshold_keeps_the_requested_sensitivity():
 
 
 def test_extreme_scores_do_not_overflow():
-    cal = Calibration(("a",), (1.0,), 0.0)
-    assert cal.score({"a": 1000.0}) == 1.0 and cal.score({"a": -1000.0}) == 0.0
+    cal = Calibration(("lesion_logit",), (1.0,), 0.0)
+    assert cal.score({"lesion_logit": 1000.0}) == 1.0 and cal.score({"lesion_logit": -1000.0}) == 0.0
+
+
+def test_a_calibration_names_only_features_the_detector_computes():
+    with pytest.raises(ValueError, match=r"unknown calibration feature\(s\) \['lesion_max'\]"):
+        Calibration(("lesion_max",), (1.0,), 0.0)
 
 
 def test_a_constant_feature_gets_no_weight():

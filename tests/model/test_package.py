@@ -85,3 +85,9 @@ def test_not_a_folder(tmp_path):
     tmp_path.joinpath("empty").mkdir()
     with pytest.raises(CardError, match=r"no model card \(model\.json\)"):
         ModelPackage.load(tmp_path / "empty")
+
+
+def test_a_card_calibrated_on_a_feature_the_detector_lacks_is_refused(copy):
+    _edit(copy, lambda c: c["calibration"].update(features=["lesion_max", "lesion_log_mm3"]))
+    with pytest.raises(CardError, match=r"calibration\.features.*lesion_max"):
+        ModelPackage.load(copy)
