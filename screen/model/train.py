@@ -56,7 +56,7 @@ from screen.synth.phantom import ORGAN_LABELS
 logger = logging.getLogger(__name__)
 
 NAME = "pancreas-phantom-v1"
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 LOCATE = NetworkCard(
     name="locate", onnx="locate.onnx", torch="locate.pt", widths=(6, 12, 24, 48),
     spacing_kji=(4.0, 4.0, 4.0), window_hu=(-160.0, 240.0), shape_multiple=8, crop="body",
