@@ -286,6 +286,11 @@ def _waves(rng: np.random.Generator, n: int, wavelength: tuple[float, float],
 def _resample(points: tuple[Vec3, ...], step_mm: float) -> np.ndarray:
     """A smooth curve through ``points`` sampled every ``step_mm`` of arc length, (n, 3)."""
     p = np.asarray(points, dtype=np.float64)
+    # A random walk clipped into a corner repeats a point; the curve is the same without it,
+    # and the spline needs its arc length to grow at every point.
+    p = p[np.concatenate([[True], np.linalg.norm(np.diff(p, axis=0), axis=1) > 1e-9])]
+    if len(p) < 2:
+        return p
     chord = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
     spline = CubicSpline(chord, p, bc_type="natural")
     dense = spline(np.linspace(0.0, chord[-1], max(8, int(chord[-1] / (step_mm / 4)))))

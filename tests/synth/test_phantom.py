@@ -178,3 +178,15 @@ def test_coarse_grids_keep_the_lesion_and_grids_that_miss_it_have_none():
                     z_center_mm=z + 150.0)
     assert not np.any(missed.labels == 2)
     assert missed.lesion_center_kji is None and missed.lesion_location is None
+
+
+def test_a_bowel_loop_whose_walk_repeats_a_point_still_renders():
+    # This patient's small-bowel walk is clipped into a corner twice in a row: the same
+    # point twice, which a spline through the points cannot take.
+    rng = np.random.default_rng(900008019)
+    lesion = bool(rng.random() < 0.5)  # as the held-out cases draw it
+    spec = sample_spec(rng, lesion=lesion)
+    repeats = [t for t in spec.bowel if (np.linalg.norm(np.diff(t.points, axis=0), axis=1) < 1e-9).any()]
+    assert repeats, "the seed no longer draws a repeated point; pick another"
+    phantom = render(spec, shape_kji=SHAPE, spacing_kji=SPACING)
+    assert (phantom.organs == CODE["bowel_wall"]).any()
