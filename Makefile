@@ -36,7 +36,7 @@ model:
 	nice -n 10 $(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 1 \
 		--locate-from engines/pancreas-phantom-v1 --segment-from engines/pancreas-phantom-v1 \
 		--segment-steps 3000 --cache $${TMPDIR:-/tmp}/screen-train-cache
-	nice -n 10 $(PY) -m screen.model.evaluate_package pancreas-phantom-v1 --cases 100 --seed 7 --write
+	nice -n 10 $(PY) -m screen.model.evaluate_package pancreas-phantom-v1 --cases 200 --seed 8 --write
 
 clean:
 	rm -rf out .pytest_cache

@@ -1,6 +1,6 @@
 """Measure a model package the way its card reports it, and write the numbers into the card.
 
-    python -m screen.model.evaluate_package engines/pancreas-phantom-v1 --cases 120 --seed 7
+    python -m screen.model.evaluate_package engines/pancreas-phantom-v1 --cases 200 --seed 8
 
 Held-out phantoms are drawn from other seeds and other scan settings than training (other
 slice spacings, finer pixels, a larger matrix, extra noise). Reported: AUROC with a bootstrap
@@ -170,8 +170,8 @@ def evaluate_real_ct(detector: Detector, data_root: Path) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m screen.model.evaluate_package", description=__doc__.split("\n")[0])
     parser.add_argument("package", help="package folder or name")
-    parser.add_argument("--cases", type=int, default=120)
-    parser.add_argument("--seed", type=int, default=7, help="held-out seeds start here (training uses others)")
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=8, help="held-out seeds start here (training uses others)")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data",
                         help="the shared test data folder, for the real CT check")
     parser.add_argument("--workers", type=int, default=2)
