@@ -307,16 +307,11 @@ class ModelCard:
         coef = _get(cal, "coef", source, "calibration.")
         if not isinstance(features, list) or not isinstance(coef, list) or len(features) != len(coef):
             raise _fail(source, "calibration.coef", "must be a list as long as calibration.features")
+        weights = tuple(_number(c, source, f"calibration.coef[{i}]") for i, c in enumerate(coef))
+        intercept = _number(_get(cal, "intercept", source, "calibration."), source, "calibration.intercept")
         try:
-            calibration = Calibration(
-                features=tuple(str(f) for f in features),
-                coef=tuple(_number(c, source, f"calibration.coef[{i}]") for i, c in enumerate(coef)),
-                intercept=_number(_get(cal, "intercept", source, "calibration."), source,
-                                  "calibration.intercept"),
-            )
+            calibration = Calibration(tuple(str(f) for f in features), weights, intercept)
         except ValueError as exc:
-            if isinstance(exc, CardError):
-                raise
             raise _fail(source, "calibration.features", str(exc)) from exc
         threshold = _number(_get(data, "threshold", source), source, "threshold")
         if not 0.0 <= threshold <= 1.0:
