@@ -77,7 +77,8 @@ class NetworkCard:
     ``min_extent_mm`` wide).
 
     ``window_relative_to`` is ``None`` for a window in absolute HU, or ``"gland"`` for one
-    measured from the median attenuation of the gland the ``body`` network found. A lesion is
+    measured from the gland's median attenuation: first of the gland the ``body`` network
+    found, then, in a second look, of the parenchyma this network marked itself. A lesion is
     judged against its own parenchyma, whose enhancement depends on the contrast phase: a
     normal gland in the portal venous phase has the attenuation of a lesion in the arterial
     phase, and only the relative window makes the two look different.
@@ -179,8 +180,9 @@ class NetworkCard:
             "intensity": (
                 "HU clipped to window_hu, then mapped linearly onto [-1, 1]"
                 if self.window_relative_to is None else
-                "HU clipped to window_hu added to the median HU of the gland found by the body "
-                "network, then mapped linearly onto [-1, 1]"
+                "HU clipped to window_hu added to the gland's median HU, then mapped linearly "
+                "onto [-1, 1]; the gland is first the one the body network found, then, in a "
+                "second look, the parenchyma this network marked (lesions left out)"
             ),
             "shape_multiple": self.shape_multiple, "crop": self.crop,
             "margin_mm": self.margin_mm, "min_extent_mm_kji": list(self.min_extent_mm),

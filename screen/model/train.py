@@ -8,7 +8,8 @@ CPU cores in about 50 minutes, most of it the segmenter's 8000 steps. Steps:
 
 1. render training and validation phantoms (in worker processes) and cut each into the
    locate network's whole-body input and a box around the true pancreas for the segmenter,
-   windowed from the gland's median HU as the detector will window it;
+   windowed from the true gland's median HU on the locate grid (the detector measures it on
+   the gland it finds, then on the parenchyma the segmenter marks);
 2. train the locate network, then the segmenter, on random patches;
 3. run the whole detector on the validation phantoms, fit the score's calibration and pick
    the operating threshold for >= 95 % sensitivity there;

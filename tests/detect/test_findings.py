@@ -7,10 +7,15 @@ centre, diameter, key slice, head/body/tail and the calibrated score.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from screen.detect import Detector, analyse
+from screen.detect.detector import _findings
+from screen.detect.preprocess import body_grid, box_grid, resample
 from screen.metrics import localisation_hit
 from screen.model.card import Calibration, ModelCard, NetworkCard, Postprocess
 from screen.records import Location, Volume
@@ -130,10 +135,6 @@ class RelativeRuleRunner:
 
 
 def test_a_window_about_the_gland_is_placed_again_from_the_parenchyma_the_segmenter_found():
-    from dataclasses import replace
-
-    from screen.detect.preprocess import resample
-
     segment = replace(SEGMENT, window_hu=RELATIVE, window_relative_to="gland")
     card = replace(CARD, networks={"locate": LOCATE, "segment": segment})
     volume = _volume(False)
@@ -152,11 +153,6 @@ def test_a_window_about_the_gland_is_placed_again_from_the_parenchyma_the_segmen
 
 
 def test_the_score_weighs_a_lesion_sized_cube_of_probability_not_one_voxel():
-    import math
-
-    from screen.detect.detector import _findings
-    from screen.detect.preprocess import body_grid, box_grid
-
     volume = _volume(False)
     fine = box_grid(volume, np.array([10.0, 26.0, 10.0]), np.array([30.0, 54.0, 110.0]), SEGMENT)
     coarse = body_grid(volume, LOCATE)
