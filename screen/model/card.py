@@ -155,22 +155,26 @@ class NetworkCard:
             _numbers(data, "max_extent_mm_kji", 3, source, p)
             if data.get("max_extent_mm_kji") is not None else None
         )
-        return cls(
+        fields = dict(
             name=name,
             onnx=_text(data, "onnx", source, p),
             torch=_text(data, "torch", source, p),
             widths=tuple(widths),
-            spacing_kji=spacing,  # type: ignore[arg-type]
-            window_hu=window,  # type: ignore[arg-type]
+            spacing_kji=spacing,
+            window_hu=window,
             shape_multiple=multiple,
             crop=crop,
             margin_mm=margin,
-            min_extent_mm=min_extent,  # type: ignore[arg-type]
-            max_extent_mm=max_extent,  # type: ignore[arg-type]
+            min_extent_mm=min_extent,
+            max_extent_mm=max_extent,
             input_name=str(data.get("input", "image")),
             output_name=str(data.get("output", "probs")),
             window_relative_to=_reference(data.get("window_relative_to"), source, p),
         )
+        try:  # each field reads well alone; what is left is how they fit together
+            return cls(**fields)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise _fail(source, f"networks.{name}", str(exc)) from exc
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -57,6 +57,8 @@ def test_hash_changes_with_the_card(copy):
         (lambda c: c.update(format=7), r"field 'format' must be 1"),
         (lambda c: c["networks"]["segment"].update(window_relative_to="liver"),
          r"field 'networks\.segment\.window_relative_to' must be \"gland\" or null"),
+        (lambda c: c["networks"]["locate"].update(window_relative_to="gland"),
+         r"field 'networks\.locate' .*only a network that looks at the pancreas"),
     ],
 )
 def test_a_wrong_card_names_the_file_and_field(copy, change, message):
