@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import dask
 from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin, get_worker
 
 from screen.gpus import Gpu
@@ -20,6 +21,15 @@ from screen.gpus import Gpu
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "screen-detector"
+# Dask settings for the local cluster, as long as it lives.
+LOCAL_CLUSTER_CONFIG: dict[str, object] = {
+    # A local worker's nanny starts it again whenever it dies. SpecCluster also closes a
+    # worker's nanny for good when, this long after the worker left, no worker of that name is
+    # back; after a later death that moment can fall inside the restart, and the sweep then
+    # waits forever on a cluster with no workers (seen with workers killed for memory;
+    # dask/distributed#3088). Longer than any sweep, so only the nanny decides.
+    "distributed.deploy.lost-worker-timeout": "30 days",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +100,9 @@ def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...]
         return
     scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
                                                    "dashboard_address": "127.0.0.1:0"}}
-    with SpecCluster(workers=cluster_spec(cpu_workers, gpus), scheduler=scheduler_spec,
-                     asynchronous=False, silence_logs=logging.WARNING) as cluster, \
+    with dask.config.set(LOCAL_CLUSTER_CONFIG), \
+            SpecCluster(workers=cluster_spec(cpu_workers, gpus), scheduler=scheduler_spec,
+                        asynchronous=False, silence_logs=logging.WARNING) as cluster, \
             Client(cluster) as client:
         yield client
 
