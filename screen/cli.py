@@ -113,6 +113,10 @@ def scan_command(
         "--gpus", min=0, help="GPUs to use (default: all NVML sees; 0 for none).")] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Use a running Dask cluster, e.g. tcp://10.0.0.5:8786.")] = None,
+    worker_memory: Annotated[str | None, typer.Option(
+        "--worker-memory", help="Memory each local worker may use, e.g. 4GiB. A worker that "
+        "goes over is restarted; a series that keeps doing it is an error row (default: no "
+        "limit).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Skip series this model already scored into --out.")] = True,
     threshold: Annotated[float | None, typer.Option(
@@ -145,8 +149,13 @@ def scan_command(
                   highlight=False)
     if review_top and review_dir is None:
         raise fail("--review-top needs --review-dir")
+    if worker_memory is not None and scheduler:
+        raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
+                   "cluster --memory-limit when you start them")
+    memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
     options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
-                          gpus=gpus, scheduler=scheduler, resume=resume, threshold=threshold,
+                          gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
+                          resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
                           dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
     try:
@@ -267,6 +276,19 @@ def doctor_command(
     from screen.doctor import doctor_report, render_doctor
 
     render_doctor(doctor_report(model=model, cache=cache))
+
+
+def _bytes(option: str, text: str) -> int:
+    """A size such as 4GiB, 1.5GB or 800MB, in bytes, or a failure that names the option."""
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(text)
+    except ValueError:
+        raise fail(f"{option}: {text!r} is not a size such as 4GiB or 800MB") from None
+    if size <= 0:
+        raise fail(f"{option} must be more than 0, got {text!r}")
+    return size
 
 
 class _file_progress:

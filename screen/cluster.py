@@ -29,6 +29,11 @@ LOCAL_CLUSTER_CONFIG: dict[str, object] = {
     # waits forever on a cluster with no workers (seen with workers killed for memory;
     # dask/distributed#3088). Longer than any sweep, so only the nanny decides.
     "distributed.deploy.lost-worker-timeout": "30 days",
+    # A worker over 80% of its memory limit pauses: it starts nothing new until its memory falls.
+    # That helps workers whose results can go to disk; a screen worker's memory is the detector
+    # and the series at hand, so one whose limit is close to what the detector takes would wait
+    # forever (dask/distributed#5999). It works on instead; the nanny restarts it past 95%.
+    "distributed.worker.memory.pause": False,
 }
 
 
@@ -74,26 +79,32 @@ def worker_detector():
     return get_worker().plugins[PLUGIN_NAME].detector()
 
 
-def _worker(resources: dict[str, float], env: dict[str, str] | None = None) -> dict:
+def _worker(resources: dict[str, float], memory_limit: int,
+            env: dict[str, str] | None = None) -> dict:
+    # With a memory limit the nanny restarts its worker when it passes 95% of it (Dask's
+    # distributed.worker.memory.terminate); 0 lets a worker take what the machine has.
     options: dict[str, object] = {"nthreads": 1, "resources": resources, "host": "127.0.0.1",
-                                  "memory_limit": 0, "silence_logs": logging.WARNING}
+                                  "memory_limit": memory_limit, "silence_logs": logging.WARNING}
     if env:
         options["env"] = env
     return {"cls": Nanny, "options": options}
 
 
-def cluster_spec(cpu_workers: int, gpus: tuple[Gpu, ...]) -> dict[str, dict]:
-    workers = {f"cpu-{n}": _worker({"CPU": 1}) for n in range(cpu_workers)}
+def cluster_spec(cpu_workers: int, gpus: tuple[Gpu, ...], memory_limit: int = 0
+                 ) -> dict[str, dict]:
+    """Local workers, each allowed ``memory_limit`` bytes (0: no limit)."""
+    workers = {f"cpu-{n}": _worker({"CPU": 1}, memory_limit) for n in range(cpu_workers)}
     for gpu in gpus:
-        workers[f"gpu-{gpu.index}"] = _worker({"GPU": 1},
+        workers[f"gpu-{gpu.index}"] = _worker({"GPU": 1}, memory_limit,
                                               {"CUDA_VISIBLE_DEVICES": gpu.uuid})
     return workers
 
 
 @contextmanager
-def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...]
-            ) -> Iterator[Client]:
-    """A client on the user's scheduler, or on a local cluster that lives as long as the block."""
+def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...],
+            memory_limit: int = 0) -> Iterator[Client]:
+    """A client on the user's scheduler, or on a local cluster that lives as long as the block
+    (``memory_limit``: bytes per local worker, 0 for none; the user's workers set their own)."""
     if scheduler:
         with Client(scheduler, timeout="30s") as client:
             yield client
@@ -101,8 +112,9 @@ def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...]
     scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
                                                    "dashboard_address": "127.0.0.1:0"}}
     with dask.config.set(LOCAL_CLUSTER_CONFIG), \
-            SpecCluster(workers=cluster_spec(cpu_workers, gpus), scheduler=scheduler_spec,
-                        asynchronous=False, silence_logs=logging.WARNING) as cluster, \
+            SpecCluster(workers=cluster_spec(cpu_workers, gpus, memory_limit),
+                        scheduler=scheduler_spec, asynchronous=False,
+                        silence_logs=logging.WARNING) as cluster, \
             Client(cluster) as client:
         yield client
 

@@ -45,6 +45,7 @@ class ScanOptions:
     gpus: int | None = None  # None: every GPU NVML sees; 0: none
     cpu_threads: int | None = None  # per worker; None: an even share of this machine's cores
     scheduler: str | None = None
+    worker_memory: int = 0  # bytes each local worker may use; 0: no cap
     resume: bool = True
     threshold: float | None = None
     rules: Path | None = None
@@ -126,7 +127,8 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     threads = options.cpu_threads or (
         None if options.scheduler else max(1, indexing.default_workers() // cpu_workers))
     spec = DetectorSpec(str(package.path), options.backend, options.precision, threads)
-    with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus) as client:
+    with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus,
+                 memory_limit=options.worker_memory) as client:
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
         client.register_plugin(DetectorPlugin(spec))

@@ -51,6 +51,22 @@ def test_a_missing_archive_is_refused(tmp_path: Path) -> None:
     assert "does not exist" in said(result)
 
 
+def test_scan_refuses_a_worker_memory_that_is_not_a_size(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", str(tmp_path), "--worker-memory", "lots",
+                                 "--out", str(tmp_path / "w.parquet")])
+    assert result.exit_code == 2
+    assert "--worker-memory: 'lots' is not a size such as 4GiB" in said(result)
+    assert not (tmp_path / "w.parquet").exists()
+
+
+def test_worker_memory_is_for_local_workers_only(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", str(tmp_path), "--worker-memory", "4GiB",
+                                 "--scheduler", "tcp://127.0.0.1:1",
+                                 "--out", str(tmp_path / "w.parquet")])
+    assert result.exit_code == 2
+    assert "--memory-limit" in said(result)
+
+
 def test_scan_with_an_unknown_model_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["scan", str(tmp_path), "--model", "no-such-model",
                                  "--out", str(tmp_path / "w.parquet")])
