@@ -115,8 +115,8 @@ def scan_command(
         "--scheduler", help="Use a running Dask cluster, e.g. tcp://10.0.0.5:8786.")] = None,
     worker_memory: Annotated[str | None, typer.Option(
         "--worker-memory", help="Memory each local worker may use, e.g. 4GiB. A worker that "
-        "goes over is restarted; a series that keeps doing it is an error row (default: no "
-        "limit).")] = None,
+        "goes over is restarted; a series that does it on its own is an error row (default: "
+        "no limit).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Skip series this model already scored into --out.")] = True,
     threshold: Annotated[float | None, typer.Option(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distributed import Client, Future, wait
+from distributed import Client, Future, KilledWorker, wait
 
 from screen import index as indexing
 from screen import worklist
@@ -186,16 +186,19 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
                 outputs: SeriesOutputs, progress: ScanProgress, total: int) -> None:
-    """Screen every entry with a bounded window of futures, flushing rows to part files."""
+    """Screen every entry with a bounded window of futures, flushing rows to part files.
+
+    A series lost with its worker is screened again at the end, alone: Dask counts a worker's
+    death against every series sent to it (dask/distributed#5234), so only a death with nothing
+    else on the cluster says which series it died of. The others then get their scores.
+    """
     split = has_gpu_workers(client)  # decode on CPU workers, detect on GPU workers
     window = max(2, SERIES_PER_WORKER * len(client.scheduler_info(n_workers=-1)["workers"]))
     queue = list(reversed(todo))
     pending: dict[Future, InventoryEntry] = {}
-    buffered: list[dict[str, object]] = []
-    finished = total - len(todo)
-    flagged = errors = 0
-    last_flush = time.monotonic()
-    progress.on_series(finished, total, flagged, errors)
+    lost: list[InventoryEntry] = []
+    rows = _Rows(store, progress, outputs.threshold, total - len(todo), total)
+    rows.report()
     while queue or pending:
         while queue and len(pending) < window:
             entry = queue.pop()
@@ -203,24 +206,60 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
         completed, _ = wait(list(pending), return_when="FIRST_COMPLETED")
         for future in completed:
             entry = pending.pop(future)
-            buffered.append(_row_of(future, entry, outputs))
-            finished += 1
-            flagged += worklist.flagged_count(buffered[-1:], outputs.threshold)
-            errors += buffered[-1]["status"] == "error"
-        progress.on_series(finished, total, flagged, errors)
-        if len(buffered) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
-            store.write(buffered)
-            buffered, last_flush = [], time.monotonic()
-    store.write(buffered)
+            if _died_with_its_worker(future):
+                lost.append(entry)
+            else:
+                rows.add(_row_of(future, entry, outputs))
+        rows.report()
+    if lost:
+        progress.on_notice(f"{len(lost)} series were lost with a worker that died; screening "
+                           "each again, alone, to find which one it died of")
+    for entry in lost:
+        rows.add(_row_of(_submit(client, entry, split, outputs, alone=True), entry, outputs))
+        rows.report()
+    rows.flush()
 
 
-def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesOutputs) -> Future:
-    key = f"screen-{entry.series.key}"
+def _died_with_its_worker(future: Future) -> bool:
+    return future.status == "error" and isinstance(future.exception(), KilledWorker)
+
+
+class _Rows:
+    """Finished rows: counted for the progress display, flushed to part files in batches."""
+
+    def __init__(self, store: worklist.PartStore, progress: ScanProgress, threshold: float,
+                 finished: int, total: int) -> None:
+        self._store, self._progress, self._threshold = store, progress, threshold
+        self._buffered: list[dict[str, object]] = []
+        self._last_flush = time.monotonic()
+        self.finished, self.total, self.flagged, self.errors = finished, total, 0, 0
+
+    def add(self, row: dict[str, object]) -> None:
+        self._buffered.append(row)
+        self.finished += 1
+        self.flagged += worklist.flagged_count([row], self._threshold)
+        self.errors += row["status"] == "error"
+
+    def report(self) -> None:
+        self._progress.on_series(self.finished, self.total, self.flagged, self.errors)
+        if len(self._buffered) >= FLUSH_ROWS or \
+                time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._store.write(self._buffered)
+        self._buffered, self._last_flush = [], time.monotonic()
+
+
+def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesOutputs,
+            alone: bool = False) -> Future:
+    # A second try needs keys of its own: the scheduler may still hold the first, erred.
+    name = f"{entry.series.key}-alone" if alone else entry.series.key
+    key = f"screen-{name}"
     confirm = bool(entry.confirm)
     if not split:
         return client.submit(screen_series, entry.series, confirm, outputs, key=key, pure=False)
-    volume = client.submit(load_series, entry.series, confirm, key=f"load-{entry.series.key}",
-                           pure=False)
+    volume = client.submit(load_series, entry.series, confirm, key=f"load-{name}", pure=False)
     return client.submit(detect_series, entry.series, volume, outputs, key=key, pure=False,
                          resources={"GPU": 1})
 
@@ -247,8 +286,9 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
     except Exception as exc:  # noqa: BLE001 - a lost task (KilledWorker) must still leave a row
         log.warning("series %s failed: %s", entry.series.key, exc)
         reason = f"{type(exc).__name__}: {exc}"
-        if type(exc).__name__ == "KilledWorker":
-            reason = "the worker screening this series died repeatedly (out of memory?): " + reason
+        if isinstance(exc, KilledWorker):
+            reason = ("the worker screening this series died, also with no other series on the "
+                      "cluster (out of memory?): " + reason)
         row = worklist.row(entry.series, _unknown_producer(), error=reason)
         pseudonymizer = outputs.pseudonymizer()
         if pseudonymizer is None:
