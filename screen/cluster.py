@@ -109,13 +109,11 @@ def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...],
         with Client(scheduler, timeout="30s") as client:
             yield client
         return
-    # allowed_failures=0: a task lost with its worker fails at once instead of after Dask's three
-    # retries. Each would re-read a series that may be what filled the worker's memory, and
-    # beside other series, where a death counts against every task sent to the worker; the
-    # sweep screens lost series again alone instead (screen.scan._screen_all).
+    # Dask's retries of a task lost with its worker stay: reading headers has no other guard
+    # against a worker that dies once. A series that kills its worker every time costs a few
+    # more restarts; the sweep then screens it again alone (screen.scan._screen_all).
     scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                                   "dashboard_address": "127.0.0.1:0",
-                                                   "allowed_failures": 0}}
+                                                   "dashboard_address": "127.0.0.1:0"}}
     with dask.config.set(LOCAL_CLUSTER_CONFIG), \
             SpecCluster(workers=cluster_spec(cpu_workers, gpus, memory_limit),
                         scheduler=scheduler_spec, asynchronous=False,

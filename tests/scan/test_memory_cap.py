@@ -79,8 +79,10 @@ def test_a_series_over_the_memory_cap_costs_only_its_own_row(tmp_path: Path) -> 
                              if m["should_be_eligible"] == "1"}
     assert all(r["status"] == "ok" and r["score"] is not None for r in rows.values()), rows
     assert (summary.eligible, summary.scored, summary.failed) == (3, 2, 1)
-    # The series that waited behind the big one was lost with it and then scored alone.
-    assert any(n.startswith("2 series were lost") for n in notices), notices
+    # The big one was lost with its worker, and so, depending on Dask's retries, may have been
+    # the series queued behind it; each was then screened alone, and only the big one failed.
+    lost = [n for n in notices if "series were lost with a worker" in n]
+    assert len(lost) == 1 and lost[0].split()[0] in ("1", "2"), notices
 
     inventory = {r["series_instance_uid"]: r
                  for r in pq.read_table(out.with_name("inventory.parquet")).to_pylist()}
