@@ -130,11 +130,16 @@ def analyse(volume: Volume, detector: Detector) -> Analysis:
     fine = box_grid(volume, lo, hi, segment)
     reference = gland_hu(coarse_hu, gland)
     lap("postprocess")
-    fine_hu = resample(volume.hu, fine)
-    x = segment.normalise(fine_hu, reference)[None, None]
-    lap("preprocess")
-    prob = detector.runners[segment.name].run(x)[0]
-    lap("inference")
+    fine_hu = resample(volume.hu, fine)  # kept for a second look
+
+    def look(reference: float | None) -> np.ndarray:
+        x = segment.normalise(fine_hu, reference)[None, None]
+        lap("preprocess")
+        prob = detector.runners[segment.name].run(x)[0]
+        lap("inference")
+        return prob
+
+    prob = look(reference)
     if segment.window_relative_to == "gland":
         # The coarse mask's HU strays from the parenchyma's: it mixes in neighbours (bright
         # veins in the portal phase) and any lesion. Look again, windowed from the gland the
@@ -142,10 +147,7 @@ def analyse(volume: Volume, detector: Detector) -> Analysis:
         parenchyma = gland_hu(fine_hu, np.argmax(prob, axis=0) == 1)
         if parenchyma is not None:
             reference = parenchyma
-            x = segment.normalise(fine_hu, reference)[None, None]
-            lap("preprocess")
-            prob = detector.runners[segment.name].run(x)[0]
-            lap("inference")
+            prob = look(reference)
     analysis = _findings(volume, card, coarse, fine, prob)
     lap("postprocess")
     return replace(analysis, gland_hu=reference, seconds=seconds)

@@ -25,15 +25,13 @@ from screen.synth.dicom_writer import (
     write_series,
 )
 
-pytest.importorskip("screen.detect.detector", reason="the detector is absent")
-
 # A worker with the detector loaded peaks near 0.5 GiB on the small series here; the big
 # series' voxels alone (1024 x 1024 x 300 float32) are 1.2 GiB, so its worker passes the 95%
 # at which the nanny kills it however much the rest of the process takes.
 CAP = 2**30
 BIG_MATRIX, BIG_SLICES = 1024, 300
 # Sorts before the generated archive's UIDs (1.2.826...), so it is screened first, and the
-# next series waits behind it on the only worker and is lost with it.
+# next series waits behind it on the only worker.
 BIG_UID = "1.2.3.1024.300"
 
 
