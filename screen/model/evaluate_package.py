@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from screen.metrics import (
     wilson_interval,
 )
 from screen.model.package import ModelPackage, find_package
-from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case
+from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case, render_pool
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -63,8 +62,7 @@ def _render(seed: int):
 
 def evaluate_phantoms(detector: Detector, seeds: Sequence[int], workers: int = 2) -> list[CaseResult]:
     results = []
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
+    with render_pool(workers) as pool:
         for seed, (volume, phantom) in pool.imap(_render, seeds):
             started = time.perf_counter()
             d = analyse(volume, detector).detection
