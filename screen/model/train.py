@@ -175,8 +175,6 @@ def _cut(seed: int) -> Item:
     return Item(coarse_x, coarse_y, fine_x, fine_y, positions.astype(np.float32), parts)
 
 
-
-
 def _validation_case(seed: int) -> tuple[Volume, bool]:
     """A validation phantom: the whole scan, as the detector will see it, and whether it holds
     a lesion (the labels stay in the worker: they are not needed and would double the memory)."""
@@ -218,8 +216,6 @@ def _patch(x: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], centre: np
         start.append(int(np.clip(s, 0, room)))
     window = tuple(slice(s, s + n) for s, n in zip(start, shape))
     return x[window], y[window]
-
-
 
 
 class _TrainingSet:
@@ -294,8 +290,6 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         inter = (p * t).sum()
         dice.append(1.0 - (2 * inter + 1.0) / (p.sum() + t.sum() + 1.0))
     return ce + 0.5 * sum(dice)
-
-
 
 
 def _train(nets: Sequence[UNet3D], data: _TrainingSet, patch: tuple[int, int, int], steps: int,
