@@ -397,14 +397,15 @@ def _calibrate(x: np.ndarray, y: np.ndarray) -> tuple[Calibration, float, dict]:
 def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: int = VALIDATION_CASES,
           locate_steps: int = 1200, segment_steps: int = 8000, workers: int = 2,
           cache: Path | None = None, locate_from: Path | None = None, device: str = "cpu",
-          segment_from: Path | None = None, segment_widths: Sequence[Sequence[int]] = (SEGMENT.widths,),
+          segment_from: Path | None = None, segment_widths: Sequence[Sequence[int]] | None = None,
           batch: int = 2, checkpoint: Path | None = None) -> ModelCard:
-    """Train, validate and write a package (see the module's docstring); ``checkpoint`` is a
-    folder to keep each trained segmenter's weights in before validation starts."""
+    """Train, validate and write a package (see the module's docstring). ``segment_widths``
+    defaults to those of the segmenter continued, else to SEGMENT's; ``checkpoint`` is a folder
+    to keep each trained segmenter's weights in before validation starts."""
     started = time.monotonic()
-    widths = [tuple(int(w) for w in ws) for ws in segment_widths]
-    if segment_from is not None:
-        continued = ModelPackage.load(segment_from).card.segment.widths
+    continued = ModelPackage.load(segment_from).card.segment.widths if segment_from is not None else None
+    widths = [tuple(int(w) for w in ws) for ws in segment_widths or [continued or SEGMENT.widths]]
+    if continued is not None:
         if widths != [continued]:
             raise ValueError(f"continuing the segmenter of {segment_from} means its widths {continued}, "
                              f"not {widths}")
@@ -589,12 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
-    widths = args.segment_widths or [SEGMENT.widths]
-    if args.segment_from is not None and args.segment_widths is None:
-        widths = [ModelPackage.load(args.segment_from).card.segment.widths]
     train(args.out, args.seed, args.train_cases, args.val_cases, args.locate_steps,
           args.segment_steps, args.workers, args.cache, args.locate_from, args.device, args.segment_from,
-          widths, args.batch, args.checkpoint)
+          args.segment_widths, args.batch, args.checkpoint)
     return 0
 
 
