@@ -1,12 +1,14 @@
 """Measure a model package the way its card reports it, and write the numbers into the card.
 
-    python -m screen.model.evaluate_package engines/pancreas-phantom-v1 --cases 200 --seed 8
+    python -m screen.model.evaluate_package engines/pancreas-phantom-v1 --cases 200 --seed 8 --seed 10
 
 Held-out phantoms are drawn from other seeds and other scan settings than training (other
-slice spacings, finer pixels, a larger matrix, extra noise). Reported: AUROC with a bootstrap
+slice spacings, finer pixels, a larger matrix, extra noise); each ``--seed`` adds a set of
+``--cases`` of them, and the sets are reported together. Reported: AUROC with a bootstrap
 95 % interval, sensitivity and specificity at the card's threshold, lesion localisation
-among positives, each by lesion size and location; and, when the real CT of the shared test
-data is at hand, what the detector makes of it (pancreas found, centroid distance, Dice).
+among positives, each by lesion size, location and contrast phase; and, when the real CT of
+the shared test data is at hand, what the detector makes of it (pancreas found, centroid
+distance, Dice).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ class CaseResult:
     pancreas_found: bool
     predicted_location: str | None
     seconds: float
+    phase: str = ""
+
+
+def held_out_seeds(seed: int, cases: int) -> list[int]:
+    """The phantoms of one held-out set: far from the seeds training and validation draw."""
+    if not 0 <= cases < 1000:
+        raise ValueError(f"a held-out set holds 0 to 999 phantoms, not {cases}")
+    return [900_000_000 + 1000 * seed + i for i in range(cases)]
 
 
 def _render(seed: int):
@@ -74,9 +84,10 @@ def evaluate_phantoms(detector: Detector, seeds: Sequence[int], workers: int = 2
                 seed, positive, d.score, phantom.lesion_diameter_mm,
                 phantom.lesion_location.value if phantom.lesion_location else None, hit,
                 d.pancreas_found, d.lesion_location.value if d.lesion_location else None,
-                time.perf_counter() - started,
+                time.perf_counter() - started, phantom.spec.phase.value,
             ))
-            logger.info("case %d: lesion %s score %.3f hit %s", seed, positive, d.score, hit)
+            logger.info("case %d: lesion %s score %.3f hit %s phase %s", seed, positive, d.score, hit,
+                        phantom.spec.phase.value)
     return results
 
 
@@ -86,14 +97,20 @@ def _rate(hits: list[bool]) -> dict[str, object] | None:
     return {"n": len(hits), **wilson_interval(int(sum(hits)), len(hits)).to_dict()}
 
 
+def _auroc(results: Sequence[CaseResult]) -> dict[str, object] | str:
+    y = np.asarray([r.positive for r in results])
+    s = np.asarray([r.score for r in results])
+    try:
+        return bootstrap_ci(auroc, y, s, replicates=1000, seed=0).to_dict()
+    except UndefinedMetric as exc:
+        return f"undefined: {exc}"
+
+
 def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, object]:
     y = np.asarray([r.positive for r in results])
     s = np.asarray([r.score for r in results])
     summary: dict[str, object] = {"cases": len(results), "positives": int(y.sum())}
-    try:
-        summary["auroc"] = bootstrap_ci(auroc, y, s, replicates=1000, seed=0).to_dict()
-    except UndefinedMetric as exc:
-        summary["auroc"] = f"undefined: {exc}"
+    summary["auroc"] = _auroc(results)
     summary["at_threshold"] = {"threshold": threshold, **confusion_at(y, s, threshold).to_dict()}
     positives = [r for r in results if r.positive]
     summary["localisation"] = _rate([bool(r.hit) for r in positives])
@@ -114,6 +131,16 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
             "location_agreement": _rate([r.predicted_location == name for r in group if r.hit]),
         }
     summary["by_location"] = by_location
+    # The lesion's contrast differs by phase: unenhanced, a tumour is barely darker than the gland.
+    by_phase: dict[str, object] = {}
+    for name in sorted({r.phase for r in results if r.phase}):
+        group = [r for r in results if r.phase == name]
+        by_phase[name] = {
+            "cases": len(group), "positives": sum(r.positive for r in group), "auroc": _auroc(group),
+            "sensitivity": _rate([r.score >= threshold for r in group if r.positive]),
+            "specificity": _rate([r.score < threshold for r in group if not r.positive]),
+        }
+    summary["by_phase"] = by_phase
     summary["pancreas_found"] = _rate([r.pancreas_found for r in results])
     summary["seconds_per_case"] = round(float(np.mean([r.seconds for r in results])), 2)
     return summary
@@ -168,8 +195,10 @@ def evaluate_real_ct(detector: Detector, data_root: Path) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m screen.model.evaluate_package", description=__doc__.split("\n")[0])
     parser.add_argument("package", help="package folder or name")
-    parser.add_argument("--cases", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=8, help="held-out seeds start here (training uses others)")
+    parser.add_argument("--cases", type=int, default=200, help="phantoms per --seed")
+    parser.add_argument("--seed", type=int, action="append",
+                        help="a held-out set of --cases phantoms (training uses other seeds); give it "
+                             "again for more sets, reported together (default: 8)")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data",
                         help="the shared test data folder, for the real CT check")
     parser.add_argument("--workers", type=int, default=2)
@@ -179,14 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     package = find_package(args.package)
     detector = Detector.open(package, backend=args.backend)
-    seeds = [900_000_000 + 1000 * args.seed + i for i in range(args.cases)]
+    sets = {seed: held_out_seeds(seed, args.cases) for seed in args.seed or [8]}
+    seeds = [s for drawn in sets.values() for s in drawn]
     results = evaluate_phantoms(detector, seeds, args.workers)
     held_out = summarise(results, package.card.threshold)
     held_out["settings"] = {
-        "seeds": f"{seeds[0]}..{seeds[-1]}", "backend": detector.backend,
+        "seeds": [f"{drawn[0]}..{drawn[-1]}" for drawn in sets.values() if drawn],
+        "backend": detector.backend,
         "slice_mm": list(HELD_OUT_SETTINGS.slice_mm), "pixel_mm": list(HELD_OUT_SETTINGS.pixel_mm),
         "matrix": HELD_OUT_SETTINGS.matrix, "extra_noise_hu": list(HELD_OUT_SETTINGS.extra_noise_hu),
-        "command": f"python -m screen.model.evaluate_package {package.path.name} --cases {args.cases} --seed {args.seed}",
+        "command": f"python -m screen.model.evaluate_package {package.path.name} --cases {args.cases} "
+                   + " ".join(f"--seed {s}" for s in sets),
     }
     real = evaluate_real_ct(detector, args.data)
     report = {"held_out_phantoms": held_out, "real_ct": real}

@@ -47,3 +47,32 @@ def test_summary_counts_strata_and_rates():
     assert summary["localisation"]["estimate"] == pytest.approx(2 / 3)
     assert summary["by_size"]["<10 mm"]["localisation"]["n"] == 1
     assert summary["by_location"]["tail"]["sensitivity"]["estimate"] == 0.0
+
+
+def test_summary_reports_each_contrast_phase_apart():
+    cases = [
+        CaseResult(1, True, 0.9, 15.0, "head", True, True, "head", 0.1, "portal_venous"),
+        CaseResult(2, False, 0.2, None, None, None, True, None, 0.1, "portal_venous"),
+        CaseResult(3, True, 0.3, 12.0, "tail", True, True, "tail", 0.1, "non_contrast"),
+        CaseResult(4, False, 0.6, None, None, None, True, None, 0.1, "non_contrast"),
+        CaseResult(5, False, 0.1, None, None, None, True, None, 0.1, "non_contrast"),
+    ]
+    phases = summarise(cases, threshold=0.5)["by_phase"]
+    assert set(phases) == {"non_contrast", "portal_venous"}
+    unenhanced = phases["non_contrast"]
+    assert (unenhanced["cases"], unenhanced["positives"]) == (3, 1)
+    assert unenhanced["auroc"]["estimate"] == pytest.approx(0.5)  # 0.3 beats 0.1, not 0.6
+    assert unenhanced["sensitivity"]["estimate"] == 0.0
+    assert unenhanced["specificity"]["estimate"] == pytest.approx(0.5)
+    assert phases["portal_venous"]["auroc"]["estimate"] == 1.0
+
+
+def test_held_out_sets_do_not_overlap_and_stay_apart_from_training():
+    from screen.model.evaluate_package import held_out_seeds
+    from screen.model.train import validation_seeds
+
+    eight, ten = held_out_seeds(8, 999), held_out_seeds(10, 999)
+    assert len(set(eight) | set(ten)) == 2 * 999
+    assert not set(eight) & set(validation_seeds(8, 999))
+    with pytest.raises(ValueError, match="0 to 999"):
+        held_out_seeds(8, 1000)
