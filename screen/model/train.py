@@ -84,6 +84,7 @@ LOCATE_PATCH = (32, 48, 48)
 SEGMENT_PATCH = (32, 48, 48)
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)
 BOX_JITTER_MM = 5.0  # how far the training boxes stray from the true pancreas, like the locator's
+LOCATE_STEPS, SEGMENT_STEPS, BATCH = 1200, 8000, 2  # the defaults; the card's command names others
 ARRIVAL_SHARE = 0.8  # the training phantoms have all joined the segmenter's set by this share of its steps
 INTENDED_USE = (
     "Demonstration and testing of the screen pipeline: ranks abdominal CT series by the "
@@ -294,7 +295,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _train(nets: Sequence[UNet3D], data: _TrainingSet, patch: tuple[int, int, int], steps: int,
            rng: np.random.Generator, label: str, lesion_bias: float, max_lr: float = 3e-3,
-           batch: int = 2) -> None:
+           batch: int = BATCH) -> None:
     """Train each of ``nets`` for ``steps`` one-cycle steps, all on the same batches."""
     device = next(nets[0].parameters()).device
     noise = torch.Generator(device=device)
@@ -395,20 +396,19 @@ def _calibrate(x: np.ndarray, y: np.ndarray) -> tuple[Calibration, float, dict]:
 
 
 def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: int = VALIDATION_CASES,
-          locate_steps: int = 1200, segment_steps: int = 8000, workers: int = 2,
+          locate_steps: int = LOCATE_STEPS, segment_steps: int = SEGMENT_STEPS, workers: int = 2,
           cache: Path | None = None, locate_from: Path | None = None, device: str = "cpu",
           segment_from: Path | None = None, segment_widths: Sequence[Sequence[int]] | None = None,
-          batch: int = 2, checkpoint: Path | None = None) -> ModelCard:
+          batch: int = BATCH, checkpoint: Path | None = None) -> ModelCard:
     """Train, validate and write a package (see the module's docstring). ``segment_widths``
     defaults to those of the segmenter continued, else to SEGMENT's; ``checkpoint`` is a folder
     to keep each trained segmenter's weights in before validation starts."""
     started = time.monotonic()
     continued = ModelPackage.load(segment_from).card.segment.widths if segment_from is not None else None
     widths = [tuple(int(w) for w in ws) for ws in segment_widths or [continued or SEGMENT.widths]]
-    if continued is not None:
-        if widths != [continued]:
-            raise ValueError(f"continuing the segmenter of {segment_from} means its widths {continued}, "
-                             f"not {widths}")
+    if continued is not None and widths != [continued]:
+        raise ValueError(f"continuing the segmenter of {segment_from} means its widths {continued}, "
+                         f"not {widths}")
     if min(locate_steps, segment_steps, batch) < 1:
         raise ValueError(f"steps and batch must be at least 1: locate {locate_steps}, segment "
                          f"{segment_steps}, batch {batch}")
@@ -480,7 +480,7 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
     segment = segmenters[widths.index(chosen)]
 
     training = {
-        "command": _command(out, seed, train_cases, val_cases, segment_steps, locate_from, segment_from,
+        "command": _command(out, seed, train_cases, val_cases, locate_steps, segment_steps, locate_from, segment_from,
                             widths, batch, device),
         "seed": seed, "data": "synthetic abdominal CT phantoms (screen.synth.phantom), rendered on the fly",
         "train_cases": train_cases, "validation_cases": val_cases,
@@ -509,7 +509,7 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
     return card
 
 
-def _command(out: Path, seed: int, train_cases: int, val_cases: int, segment_steps: int,
+def _command(out: Path, seed: int, train_cases: int, val_cases: int, locate_steps: int, segment_steps: int,
              locate_from: Path | None, segment_from: Path | None, widths: Sequence[tuple[int, ...]],
              batch: int, device: str) -> str:
     """The command that trains this package again: the options that differ from the defaults."""
@@ -520,13 +520,15 @@ def _command(out: Path, seed: int, train_cases: int, val_cases: int, segment_ste
         words.append(f"--val-cases {val_cases}")
     if locate_from is not None:
         words.append(f"--locate-from {locate_from.as_posix()}")
+    elif locate_steps != LOCATE_STEPS:
+        words.append(f"--locate-steps {locate_steps}")
     if segment_from is not None:
         words.append(f"--segment-from {segment_from.as_posix()}")
-    if segment_steps != 8000 or segment_from is not None:
+    if segment_steps != SEGMENT_STEPS or segment_from is not None:
         words.append(f"--segment-steps {segment_steps}")
     if widths != [SEGMENT.widths]:
         words.extend(f"--segment-widths {','.join(map(str, w))}" for w in widths)
-    if batch != 2:
+    if batch != BATCH:
         words.append(f"--batch {batch}")
     if device != "cpu":
         words.append(f"--device {device}")
@@ -570,12 +572,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-cases", type=int, default=TRAIN_CASES)
     parser.add_argument("--val-cases", type=int, default=VALIDATION_CASES)
-    parser.add_argument("--locate-steps", type=int, default=1200)
-    parser.add_argument("--segment-steps", type=int, default=8000)
+    parser.add_argument("--locate-steps", type=int, default=LOCATE_STEPS)
+    parser.add_argument("--segment-steps", type=int, default=SEGMENT_STEPS)
     parser.add_argument("--segment-widths", type=_widths, action="append", default=None,
                         help="the segmenter's channels per level, like 8,16,32,64; give it more than "
                              "once to train several side by side and keep the best on validation")
-    parser.add_argument("--batch", type=int, default=2, help="patches per optimiser step")
+    parser.add_argument("--batch", type=int, default=BATCH, help="patches per optimiser step")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the cut training phantoms here (a temporary folder) to rerun faster")
     parser.add_argument("--locate-from", type=Path, default=None,

@@ -36,6 +36,8 @@ def test_training_writes_a_package_whose_card_says_how_it_was_made(trained):
     training = trained.card.training
     assert training["command"].startswith("python -m screen.model.train --out ")
     assert f"--seed {SEED}" in training["command"] and "--device" not in training["command"]
+    for option in ("--train-cases 3", "--val-cases 6", "--locate-steps 4", "--segment-steps 4"):
+        assert option in training["command"]  # so that it trains the same package again
     assert training["device"].startswith("cpu (")
     assert training["train_cases"] == 3 and training["segment"]["steps"] == 4
     validation = trained.card.accuracy["validation"]
