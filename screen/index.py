@@ -12,17 +12,19 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
+from distributed import KilledWorker
 
 from screen import tables
 from screen.crawl import Found, crawl
 from screen.headers import read_instances
 from screen.pseudonym import Pseudonymizer
-from screen.records import Decision, FileError, Instance, InventoryEntry, Series
+from screen.records import Decision, FileError, Instance, InventoryEntry, Series, Stage
 from screen.select import Rules, facts, load_rules
 from screen.series import assemble
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 CONTENT_RULE = "content"  # the rule name for series the image content ruled out
 CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
 WINDOW_PER_WORKER = 4  # chunks in flight per worker process
+# How a read fails when the process doing it died: in a pool of our own, or on a Dask cluster.
+_WORKER_DIED = (BrokenProcessPool, KilledWorker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,10 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
     """Crawl and read every file's header, yielding one outcome per file found.
 
     Reads run in ``executor`` when given (a Dask cluster's, say), else in a pool of
-    ``workers`` processes, or in this process when ``workers`` is 1.
+    ``workers`` processes, or in this process when ``workers`` is 1. A worker process that
+    dies (a decoder library crashing on a strange file, or the memory killer) takes its reads
+    with it; those files are read again afterwards, alone, so that the one it died of ends in
+    the errors and every other file is read.
     """
     workers = workers or default_workers()
     paths = _PathsAndErrors(crawl(roots))
@@ -157,10 +164,10 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
             yield from read_instances(chunk)
         yield from paths.take_errors()
         return
-    owned = executor is None
-    pool = executor or ProcessPoolExecutor(max_workers=workers)
+    readers = _Readers(executor, workers)
+    lost: list[list[str]] = []
     try:
-        pending: set[Future[list[Instance | FileError]]] = set()
+        pending: dict[Future[list[Instance | FileError]], list[str]] = {}
         window = workers * WINDOW_PER_WORKER
         exhausted = False
         while pending or not exhausted:
@@ -169,16 +176,68 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
                 if chunk is None:
                     exhausted = True
                 else:
-                    pending.add(pool.submit(read_instances, chunk))
+                    pending[readers.submit(chunk)] = chunk
             yield from paths.take_errors()
             if pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield from future.result()
+                    chunk = pending.pop(future)
+                    try:
+                        outcomes = future.result()
+                    except _WORKER_DIED as exc:
+                        log.warning("a worker reading headers died (%s: %s)", type(exc).__name__, exc)
+                        lost.append(chunk)
+                    else:
+                        yield from outcomes
         yield from paths.take_errors()
+        if lost:
+            log.warning("%d files were lost with a worker that died; reading them again, alone, "
+                        "to find which one it died of", sum(map(len, lost)))
+        for chunk in lost:
+            yield from readers.alone(chunk)
     finally:
-        if owned:
-            pool.shutdown(cancel_futures=True)
+        readers.close()
+
+
+class _Readers:
+    """Where header reads run: ``executor``, or a process pool of this reader's own, which is
+    renewed when a worker's death breaks it (the death fails every read then in flight)."""
+
+    def __init__(self, executor: Executor | None, workers: int) -> None:
+        self._owned = executor is None
+        self._workers = workers
+        self._pool = executor or ProcessPoolExecutor(max_workers=workers)
+
+    def submit(self, paths: list[str]) -> Future[list[Instance | FileError]]:
+        try:
+            return self._pool.submit(read_instances, paths)
+        except BrokenProcessPool:
+            if not self._owned:
+                raise
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ProcessPoolExecutor(max_workers=self._workers)
+            return self._pool.submit(read_instances, paths)
+
+    def alone(self, paths: list[str]) -> Iterator[Instance | FileError]:
+        """Read ``paths`` with nothing else in flight, halving them each time their worker
+        dies, down to the file it dies of, which becomes an error."""
+        try:
+            outcomes = self.submit(paths).result()
+        except _WORKER_DIED as exc:
+            if len(paths) > 1:
+                half = len(paths) // 2
+                yield from self.alone(paths[:half])
+                yield from self.alone(paths[half:])
+            else:
+                yield FileError(paths[0], Stage.HEADER,
+                                "the process reading this file's header died (a crash in a "
+                                f"decoder library, or out of memory): {type(exc).__name__}: {exc}")
+        else:
+            yield from outcomes
+
+    def close(self) -> None:
+        if self._owned:
+            self._pool.shutdown(cancel_futures=True)
 
 
 class _PathsAndErrors:
