@@ -6,7 +6,8 @@ Held-out phantoms are drawn from other seeds and other scan settings than traini
 slice spacings, finer pixels, a larger matrix, extra noise); each ``--seed`` adds a set of
 ``--cases`` of them, and the sets are reported together. Reported: AUROC with a bootstrap
 95 % interval, sensitivity and specificity at the card's threshold, lesion localisation
-among positives, each by lesion size, location and contrast phase; and, when the real CT of
+among positives, each by lesion size, location and contrast phase, and by whether the lesion
+can be told from normal gland at all (its conspicuity); and, when the real CT of
 the shared test data is at hand, what the detector makes of it (pancreas found, centroid
 distance, Dice).
 """
@@ -37,7 +38,7 @@ from screen.metrics import (
     wilson_interval,
 )
 from screen.model.package import ModelPackage, find_package
-from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case, render_pool
+from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case, lesion_conspicuity, render_pool
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class CaseResult:
     predicted_location: str | None
     seconds: float
     phase: str = ""
+    conspicuity: float | None = None  # positives: see lesion_conspicuity
 
 
 def held_out_seeds(seed: int, cases: int) -> list[int]:
@@ -66,14 +68,19 @@ def held_out_seeds(seed: int, cases: int) -> list[int]:
     return [900_000_000 + 1000 * seed + i for i in range(cases)]
 
 
+# Under this conspicuity a lesion is not told from normal gland even where it is known to be.
+CONSPICUOUS = 3.0
+
+
 def _render(seed: int):
-    return seed, draw_case(seed, HELD_OUT_SETTINGS)
+    volume, phantom = draw_case(seed, HELD_OUT_SETTINGS)
+    return seed, volume, phantom, lesion_conspicuity(phantom)
 
 
 def evaluate_phantoms(detector: Detector, seeds: Sequence[int], workers: int = 2) -> list[CaseResult]:
     results = []
     with render_pool(workers) as pool:
-        for seed, (volume, phantom) in pool.imap(_render, seeds):
+        for seed, volume, phantom, conspicuity in pool.imap(_render, seeds):
             started = time.perf_counter()
             d = analyse(volume, detector).detection
             positive = phantom.lesion_diameter_mm is not None
@@ -84,10 +91,11 @@ def evaluate_phantoms(detector: Detector, seeds: Sequence[int], workers: int = 2
                 seed, positive, d.score, phantom.lesion_diameter_mm,
                 phantom.lesion_location.value if phantom.lesion_location else None, hit,
                 d.pancreas_found, d.lesion_location.value if d.lesion_location else None,
-                time.perf_counter() - started, phantom.spec.phase.value,
+                time.perf_counter() - started, phantom.spec.phase.value, conspicuity,
             ))
-            logger.info("case %d: lesion %s score %.3f hit %s phase %s", seed, positive, d.score, hit,
-                        phantom.spec.phase.value)
+            logger.info("case %d: lesion %s score %.3f hit %s phase %s conspicuity %s", seed, positive,
+                        d.score, hit, phantom.spec.phase.value,
+                        "-" if conspicuity is None else f"{conspicuity:.1f}")
     return results
 
 
@@ -141,9 +149,29 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
             "specificity": _rate([r.score < threshold for r in group if not r.positive]),
         }
     summary["by_phase"] = by_phase
+    # Lesions an observer told their position could not tell from normal gland, apart: how much
+    # of the shortfall is the phantoms' and how much the detector's. Each group's positives are
+    # ranked against all the negatives.
+    negatives = [r for r in results if not r.positive]
+    by_conspicuity: dict[str, object] = {}
+    for name, conspicuous in ((f"visible (conspicuity >= {CONSPICUOUS:g})", True),
+                              (f"not visible (conspicuity < {CONSPICUOUS:g})", False)):
+        group = [r for r in positives if _conspicuous(r) == conspicuous]
+        by_conspicuity[name] = {
+            "positives": len(group), "auroc_against_all_negatives": _auroc([*group, *negatives]),
+            "sensitivity": _rate([r.score >= threshold for r in group]),
+            "localisation": _rate([bool(r.hit) for r in group]),
+            "diameter_mm_median": round(float(np.median([r.diameter_mm for r in group])), 1) if group else None,
+        }
+    summary["by_conspicuity"] = by_conspicuity
     summary["pancreas_found"] = _rate([r.pancreas_found for r in results])
     summary["seconds_per_case"] = round(float(np.mean([r.seconds for r in results])), 2)
     return summary
+
+
+def _conspicuous(result: CaseResult) -> bool:
+    # No conspicuity: a core too large to move within the gland, which only large lesions have.
+    return result.conspicuity is None or result.conspicuity >= CONSPICUOUS
 
 
 def nifti_volume(path: Path) -> Volume:

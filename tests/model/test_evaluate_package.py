@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from screen.model.evaluate_package import CaseResult, nifti_volume, summarise
+from screen.model.phantoms import ScanSettings, draw_case, lesion_conspicuity
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-ct" / "totalsegmentator"
 
@@ -76,3 +78,37 @@ def test_held_out_sets_do_not_overlap_and_stay_apart_from_training():
     assert not set(eight) & set(validation_seeds(8, 999))
     with pytest.raises(ValueError, match="0 to 999"):
         held_out_seeds(8, 1000)
+
+
+def test_summary_sets_apart_the_lesions_no_observer_could_see():
+    cases = [
+        CaseResult(1, True, 0.9, 20.0, "head", True, True, "head", 0.1, "arterial", 12.0),
+        CaseResult(2, True, 0.7, 30.0, "body", True, True, "body", 0.1, "arterial", None),  # large
+        CaseResult(3, True, 0.1, 6.0, "tail", False, True, None, 0.1, "non_contrast", 1.2),
+        CaseResult(4, False, 0.5, None, None, None, True, None, 0.1, "arterial"),
+        CaseResult(5, False, 0.2, None, None, None, True, None, 0.1, "arterial"),
+    ]
+    visible, hidden = summarise(cases, threshold=0.4)["by_conspicuity"].values()
+    assert visible["positives"] == 2 and hidden["positives"] == 1
+    assert visible["auroc_against_all_negatives"]["estimate"] == 1.0
+    assert hidden["auroc_against_all_negatives"]["estimate"] == 0.0
+    assert hidden["sensitivity"]["estimate"] == 0.0 and hidden["diameter_mm_median"] == 6.0
+
+
+def test_conspicuity_tells_a_plain_lesion_from_one_like_the_gland():
+    settings = ScanSettings(slice_mm=(2.5,), pixel_mm=(2.0, 2.0), matrix=192, z_cover_mm=(200.0, 200.0),
+                            lesion_fraction=1.0)
+    _, phantom = draw_case(3, settings)
+    assert phantom.lesion_diameter_mm is not None
+    lesion, gland = phantom.labels == 2, phantom.labels == 1
+
+    def shifted(hu_shift: float) -> float:
+        hu = phantom.hu.copy()
+        hu[lesion] += hu_shift
+        return lesion_conspicuity(replace(phantom, hu=hu))
+
+    as_gland = float(phantom.hu[gland].mean() - phantom.hu[lesion].mean())  # lifts it to the gland
+    assert shifted(-100.0) > 3.0
+    assert abs(shifted(as_gland)) < 3.0
+    _, normal = draw_case(3, replace(settings, lesion_fraction=0.0))
+    assert lesion_conspicuity(normal) is None
