@@ -170,7 +170,8 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
 
 
 def _conspicuous(result: CaseResult) -> bool:
-    # No conspicuity: a core too large to move within the gland, which only large lesions have.
+    # None: not even the lesion's central 5 mm could be moved about the gland (a very small
+    # gland). Counted as visible, so that setting lesions apart never flatters the detector.
     return result.conspicuity is None or result.conspicuity >= CONSPICUOUS
 
 

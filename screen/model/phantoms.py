@@ -89,17 +89,19 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-CONSPICUITY_PROBE_MM = 5.0  # the probe is the lesion within this radius of its centre
+# The probe is the whole lesion, or where it cannot be moved about the gland whole, the
+# lesion within the first of these radii (mm) of its centre that can.
+CONSPICUITY_PROBE_MM = (10.0, 7.5, 5.0)
 CONSPICUITY_PLACEMENTS = 150
 
 
 def lesion_conspicuity(phantom: Phantom, seed: int = 0) -> float | None:
     """How plainly the lesion stands out for an observer told where it is: the gland's mean HU
-    minus the lesion's, over the lesion's core, in standard deviations of the same difference
-    with the core moved to random places in the normal gland of the same scan (noise,
-    partial volume and texture included). Under about 3 the lesion is not told from normal
-    gland even at its known position, so no detector can be expected to find it. None when
-    there is no lesion, or no room in the gland to place the core."""
+    minus the lesion's, in standard deviations of the same difference with the lesion's shape
+    moved to random places in the normal gland of the same scan (noise, partial volume and
+    texture included). Under about 3 the lesion is not told from normal gland even at its
+    known position, so no detector can be expected to find it. None when there is no lesion,
+    or no room in the gland for even its central 5 mm."""
     if phantom.lesion_center_kji is None:
         return None
     # All of it happens in the gland's bounding box: the scan around it plays no part.
@@ -107,28 +109,29 @@ def lesion_conspicuity(phantom: Phantom, seed: int = 0) -> float | None:
     box = tuple(slice(int(np.argmax(a)), len(a) - int(np.argmax(a[::-1])))
                 for a in (inside.any(axis=(1, 2)), inside.any(axis=(0, 2)), inside.any(axis=(0, 1))))
     labels, hu = phantom.labels[box], phantom.hu[box]
-    offset = np.asarray([b.start for b in box])
     spacing = np.asarray(phantom.spacing_kji)
     lesion = np.argwhere(labels == 2)
-    near = np.linalg.norm((lesion + offset - np.asarray(phantom.lesion_center_kji)) * spacing, axis=1)
-    core = lesion[near <= CONSPICUITY_PROBE_MM]
-    if not len(core):
-        return None
+    centre = np.asarray(phantom.lesion_center_kji) - [b.start for b in box]
+    near = np.linalg.norm((lesion - centre) * spacing, axis=1)
     gland = labels == 1
     gland_mean = float(hu[gland].mean())
-    anchor = np.rint(core.mean(axis=0)).astype(int)
-    reach = float(np.linalg.norm((core - anchor) * spacing, axis=1).max())
     depth = ndimage.distance_transform_edt(np.pad(gland, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    places = np.argwhere(depth > reach)  # deep enough in the gland for the whole core
     rng = np.random.default_rng(seed)
-    null = []
-    for place in places[rng.permutation(len(places))[:2 * CONSPICUITY_PLACEMENTS]]:
-        moved = core + (place - anchor)
-        if gland[tuple(moved.T)].all():  # the depth is measured to voxel centres: check
-            null.append(gland_mean - float(hu[tuple(moved.T)].mean()))
-        if len(null) == CONSPICUITY_PLACEMENTS:
-            break
-    if len(null) < 20:
-        return None
-    contrast = gland_mean - float(hu[tuple(core.T)].mean())
-    return (contrast - float(np.mean(null))) / max(float(np.std(null)), 1e-6)
+    for radius in (np.inf, *CONSPICUITY_PROBE_MM):
+        core = lesion[near <= radius]
+        if not len(core):
+            return None
+        anchor = np.rint(core.mean(axis=0)).astype(int)
+        reach = float(np.linalg.norm((core - anchor) * spacing, axis=1).max())
+        places = np.argwhere(depth > reach)  # deep enough in the gland for the whole probe
+        null = []
+        for place in places[rng.permutation(len(places))[:2 * CONSPICUITY_PLACEMENTS]]:
+            moved = core + (place - anchor)
+            if gland[tuple(moved.T)].all():  # the depth is measured to voxel centres: check
+                null.append(gland_mean - float(hu[tuple(moved.T)].mean()))
+            if len(null) == CONSPICUITY_PLACEMENTS:
+                break
+        if len(null) >= 20:
+            contrast = gland_mean - float(hu[tuple(core.T)].mean())
+            return (contrast - float(np.mean(null))) / max(float(np.std(null)), 1e-6)
+    return None
