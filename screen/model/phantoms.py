@@ -99,9 +99,9 @@ def lesion_conspicuity(phantom: Phantom, seed: int = 0) -> float | None:
     """How plainly the lesion stands out for an observer told where it is: the gland's mean HU
     minus the lesion's, in standard deviations of the same difference with the lesion's shape
     moved to random places in the normal gland of the same scan (noise, partial volume and
-    texture included). Under about 3 the lesion is not told from normal gland even at its
-    known position, so no detector can be expected to find it. None when there is no lesion,
-    or no room in the gland for even its central 5 mm."""
+    texture included). Under about 3 the lesion is hardly told from normal gland even at its
+    known position; a detector that must also search for it will mostly miss it. None when
+    there is no lesion, or no room in the gland for even its central 5 mm."""
     if phantom.lesion_center_kji is None:
         return None
     # All of it happens in the gland's bounding box: the scan around it plays no part.
