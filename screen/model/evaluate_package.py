@@ -68,7 +68,7 @@ def held_out_seeds(seed: int, cases: int) -> list[int]:
     return [900_000_000 + 1000 * seed + i for i in range(cases)]
 
 
-# Under this conspicuity a lesion is not told from normal gland even where it is known to be.
+# Under this conspicuity a lesion is hardly told from normal gland even where it is known to be.
 CONSPICUOUS = 3.0
 
 
@@ -149,7 +149,7 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
             "specificity": _rate([r.score < threshold for r in group if not r.positive]),
         }
     summary["by_phase"] = by_phase
-    # Lesions an observer told their position could not tell from normal gland, apart: how much
+    # Lesions an observer told their position could hardly tell from normal gland, apart: how much
     # of the shortfall is the phantoms' and how much the detector's. Each group's positives are
     # ranked against all the negatives.
     negatives = [r for r in results if not r.positive]

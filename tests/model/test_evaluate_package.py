@@ -83,7 +83,7 @@ def test_held_out_sets_do_not_overlap_and_stay_apart_from_training():
 def test_summary_sets_apart_the_lesions_no_observer_could_see():
     cases = [
         CaseResult(1, True, 0.9, 20.0, "head", True, True, "head", 0.1, "arterial", 12.0),
-        CaseResult(2, True, 0.7, 30.0, "body", True, True, "body", 0.1, "arterial", None),  # large
+        CaseResult(2, True, 0.7, 30.0, "body", True, True, "body", 0.1, "arterial", None),  # no room: visible
         CaseResult(3, True, 0.1, 6.0, "tail", False, True, None, 0.1, "non_contrast", 1.2),
         CaseResult(4, False, 0.5, None, None, None, True, None, 0.1, "arterial"),
         CaseResult(5, False, 0.2, None, None, None, True, None, 0.1, "arterial"),
