@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from screen.model.package import DEFAULT_PACKAGE, ModelPackage, find_package
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 CORPUS = SHARED_DATA / "dicom-corpus"
@@ -17,6 +19,15 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not found at ../shared/data/{path.relative_to(SHARED_DATA)}")
     return path
+
+
+@pytest.fixture(scope="session")
+def package() -> ModelPackage:
+    """The shipped model package; tests that need trained weights skip without it."""
+    try:
+        return find_package(DEFAULT_PACKAGE)
+    except ValueError as exc:
+        pytest.skip(f"the shipped model package is not built (make model): {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,4 @@
-"""Fixtures for the engine tests: a tiny model package exported from the real network code,
-and the shipped package when it is there."""
+"""Fixtures for the engine tests: a tiny model package exported from the real network code."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from screen.model.card import Calibration
-from screen.model.package import ModelPackage, find_package
+from screen.model.package import ModelPackage
 
 TINY_WIDTHS = (2, 4, 8, 16)
 
@@ -45,11 +44,3 @@ def write_tiny_package(folder: Path, seed: int = 0) -> ModelPackage:
 @pytest.fixture(scope="session")
 def tiny_package(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     return write_tiny_package(tmp_path_factory.mktemp("tiny") / "tiny-package")
-
-
-@pytest.fixture(scope="session")
-def shipped_package() -> ModelPackage:
-    try:
-        return find_package("pancreas-phantom-v1")
-    except ValueError as exc:
-        pytest.skip(f"the shipped model package is not here yet: {exc}")

@@ -84,11 +84,11 @@ def _corrupt(source: Path, dest: Path) -> None:
     onnx.save(model, str(dest))
 
 
-def test_gate_refuses_a_broken_engine_unless_forced(shipped_package, tmp_path: Path) -> None:
+def test_gate_refuses_a_broken_engine_unless_forced(package, tmp_path: Path) -> None:
     from screen.backends import onnxruntime as ort_backend
     from screen.detect.detector import Detector
 
-    card = shipped_package.card
+    card = package.card
     held_out = card.accuracy.get("held_out_phantoms", {}).get("auroc", {}).get("estimate", 0.0)
     if held_out < 0.7:
         # A model that cannot rank cases has no AUROC to lose; the gate's refusal itself is
@@ -96,11 +96,11 @@ def test_gate_refuses_a_broken_engine_unless_forced(shipped_package, tmp_path: P
         pytest.skip(f"the shipped model does not discriminate (held-out AUROC {held_out}), so "
                     "breaking it cannot lower its AUROC")
     broken = tmp_path / "broken.onnx"
-    _corrupt(shipped_package.onnx_path("segment"), broken)
-    reference = Detector(card, {n: ort_backend.load(shipped_package, n) for n in card.networks})
+    _corrupt(package.onnx_path("segment"), broken)
+    reference = Detector(card, {n: ort_backend.load(package, n) for n in card.networks})
     candidate = Detector(card, {
-        "locate": ort_backend.load(shipped_package, "locate"),
-        "segment": ort_backend.load(shipped_package, "segment", "int8", model_path=broken),
+        "locate": ort_backend.load(package, "locate"),
+        "segment": ort_backend.load(package, "segment", "int8", model_path=broken),
     })
     report = gate.compare(reference, candidate, gate.phantom_cases(6), "int8")
     with pytest.raises(GateRefused, match="accuracy gate refused the int8 engine: AUROC dropped by"):
