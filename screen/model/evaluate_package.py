@@ -38,7 +38,13 @@ from screen.metrics import (
     wilson_interval,
 )
 from screen.model.package import ModelPackage, find_package
-from screen.model.phantoms import HELD_OUT_SETTINGS, draw_case, lesion_conspicuity, render_pool
+from screen.model.phantoms import (
+    HELD_OUT_SETTINGS,
+    draw_case,
+    held_out_seeds,
+    lesion_conspicuity,
+    render_pool,
+)
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -59,13 +65,6 @@ class CaseResult:
     seconds: float
     phase: str = ""
     conspicuity: float | None = None  # positives: see lesion_conspicuity
-
-
-def held_out_seeds(seed: int, cases: int) -> list[int]:
-    """The phantoms of one held-out set: far from the seeds training and validation draw."""
-    if not 0 <= cases < 1000:
-        raise ValueError(f"a held-out set holds 0 to 999 phantoms, not {cases}")
-    return [900_000_000 + 1000 * seed + i for i in range(cases)]
 
 
 # Under this conspicuity a lesion is hardly told from normal gland even where it is known to be.
@@ -235,9 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write the numbers into the card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    given = args.seed or [8]
+    twice = sorted({s for s in given if given.count(s) > 1})
+    if twice:
+        parser.error(f"--seed {twice[0]} is given more than once: each held-out set counts once")
+    try:
+        sets = {seed: held_out_seeds(seed, args.cases) for seed in given}
+    except ValueError as exc:
+        parser.error(str(exc))
     package = find_package(args.package)
     detector = Detector.open(package, backend=args.backend)
-    sets = {seed: held_out_seeds(seed, args.cases) for seed in args.seed or [8]}
     seeds = [s for drawn in sets.values() for s in drawn]
     results = evaluate_phantoms(detector, seeds, args.workers)
     held_out = summarise(results, package.card.threshold)

@@ -46,6 +46,39 @@ HELD_OUT_SETTINGS = ScanSettings(
 )
 
 
+# Each set of phantoms has its own run of seeds, so that no phantom serves two sets: training
+# set s starts at 1,000,000 (s + 1) and its validation set 500,000 further on; held-out set s
+# starts at 900,000,000 + 1,000 s, past every training seed this allows.
+_TRAINING_SETS, _HELD_OUT_SETS = 899, 100_000
+_TRAINING_ROOM, _HELD_OUT_ROOM = 500_000, 1000
+
+
+def training_seeds(seed: int, cases: int) -> list[int]:
+    """The phantoms training set ``seed`` learns from."""
+    return _run(1_000_000 * (seed + 1), seed, _TRAINING_SETS, cases, _TRAINING_ROOM, "training")
+
+
+def validation_seeds(seed: int, cases: int) -> list[int]:
+    """The phantoms training set ``seed`` is calibrated and judged on."""
+    return _run(1_000_000 * (seed + 1) + _TRAINING_ROOM, seed, _TRAINING_SETS, cases, _TRAINING_ROOM,
+                "validation")
+
+
+def held_out_seeds(seed: int, cases: int) -> list[int]:
+    """The phantoms of held-out set ``seed``: drawn with :data:`HELD_OUT_SETTINGS`, far from
+    every training and validation seed."""
+    return _run(900_000_000 + _HELD_OUT_ROOM * seed, seed, _HELD_OUT_SETS, cases, _HELD_OUT_ROOM,
+                "held-out")
+
+
+def _run(start: int, seed: int, sets: int, cases: int, room: int, kind: str) -> list[int]:
+    if not 0 <= seed < sets:
+        raise ValueError(f"a {kind} set's seed lies in 0 to {sets - 1}, not {seed}")
+    if not 0 <= cases < room:
+        raise ValueError(f"a {kind} set holds 0 to {room - 1} phantoms, not {cases}")
+    return [start + i for i in range(cases)]
+
+
 def phantom_volume(phantom: Phantom, name: str = "phantom") -> Volume:
     """A phantom as the loader would hand it over: HU with the phantom's affine."""
     uids = tuple(f"{name}.{k}" for k in range(phantom.hu.shape[0]))

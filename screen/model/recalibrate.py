@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from screen.model.train import VALIDATION_CASES, calibrate_on_validation, validation_seeds
+    from screen.model.phantoms import validation_seeds
+    from screen.model.train import VALIDATION_CASES, calibrate_on_validation
 
     parser = argparse.ArgumentParser(prog="python -m screen.model.recalibrate", description=__doc__.split("\n")[0])
     parser.add_argument("package")

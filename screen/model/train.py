@@ -59,7 +59,13 @@ from screen.model.card import Calibration, ModelCard, NetworkCard, Postprocess
 from screen.model.export import save_weights, write_package
 from screen.model.network import CLASSES, UNet3D, WithSoftmax
 from screen.model.package import ModelPackage
-from screen.model.phantoms import TRAIN_SETTINGS, draw_case, render_pool
+from screen.model.phantoms import (
+    TRAIN_SETTINGS,
+    draw_case,
+    render_pool,
+    training_seeds,
+    validation_seeds,
+)
 from screen.records import Volume
 from screen.synth.phantom import ORGAN_LABELS
 
@@ -352,10 +358,6 @@ def _location_fractions(items: Sequence[Item]) -> tuple[float, float]:
     return float(round(head, 3)), float(round(tail, 3))
 
 
-def validation_seeds(seed: int, cases: int) -> list[int]:
-    return [1_000_000 * (seed + 1) + 500_000 + i for i in range(cases)]
-
-
 def calibrate_on_validation(detector: Detector, seeds: Sequence[int], workers: int = 2) -> tuple[Calibration, float, dict]:
     """Platt calibration of the detector's features on validation phantoms, the threshold for
     >= 95 % sensitivity there, and the validation numbers at that threshold."""
@@ -416,8 +418,7 @@ def train(out: Path, seed: int = 0, train_cases: int = TRAIN_CASES, val_cases: i
         raise ValueError(f"segment widths must be given, each once: {widths}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    base = 1_000_000 * (seed + 1)
-    train_seeds = [base + i for i in range(train_cases)]
+    train_seeds = training_seeds(seed, train_cases)
     val_seeds = validation_seeds(seed, val_cases)
     where = torch.device(device)
     with render_pool(workers) as pool:

@@ -69,15 +69,24 @@ def test_summary_reports_each_contrast_phase_apart():
     assert phases["portal_venous"]["auroc"]["estimate"] == 1.0
 
 
-def test_held_out_sets_do_not_overlap_and_stay_apart_from_training():
-    from screen.model.evaluate_package import held_out_seeds
-    from screen.model.train import validation_seeds
+def test_training_validation_and_held_out_seeds_never_share_a_phantom():
+    from screen.model.phantoms import held_out_seeds, training_seeds, validation_seeds
 
-    eight, ten = held_out_seeds(8, 999), held_out_seeds(10, 999)
-    assert len(set(eight) | set(ten)) == 2 * 999
-    assert not set(eight) & set(validation_seeds(8, 999))
-    with pytest.raises(ValueError, match="0 to 999"):
+    sets = {
+        "training 0": training_seeds(0, 499_999), "validation 0": validation_seeds(0, 499_999),
+        "training 898": training_seeds(898, 499_999), "validation 898": validation_seeds(898, 499_999),
+        "held-out 8": held_out_seeds(8, 999), "held-out 10": held_out_seeds(10, 999),
+        "held-out 99999": held_out_seeds(99_999, 999),
+    }
+    runs = sorted((seeds[0], seeds[-1]) for seeds in sets.values())
+    assert all(seeds == list(range(seeds[0], seeds[-1] + 1)) for seeds in sets.values())
+    assert all(last < first for (_, last), (first, _) in zip(runs, runs[1:])), runs
+    with pytest.raises(ValueError, match="0 to 999 phantoms"):
         held_out_seeds(8, 1000)
+    with pytest.raises(ValueError, match="0 to 499999 phantoms"):
+        training_seeds(0, 500_000)
+    with pytest.raises(ValueError, match="seed lies in 0 to 898"):
+        validation_seeds(899, 1)
 
 
 def test_summary_sets_apart_the_lesions_no_observer_could_see():
@@ -112,3 +121,16 @@ def test_conspicuity_tells_a_plain_lesion_from_one_like_the_gland():
     assert abs(shifted(as_gland)) < 3.0
     _, normal = draw_case(3, replace(settings, lesion_fraction=0.0))
     assert lesion_conspicuity(normal) is None
+
+
+@pytest.mark.parametrize(("words", "why"), [
+    (["--seed", "8", "--seed", "10", "--seed", "8"], "--seed 8 is given more than once"),
+    (["--cases", "1000"], "holds 0 to 999 phantoms"),
+])
+def test_the_command_refuses_held_out_sets_it_cannot_draw_as_asked(words, why, capsys):
+    from screen.model.evaluate_package import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["pancreas-phantom-v1", *words])
+    assert stop.value.code == 2
+    assert why in capsys.readouterr().err

@@ -15,7 +15,7 @@ import pytest
 from screen.detect.detector import Detector, analyse
 from screen.model import train
 from screen.model.package import ModelPackage
-from screen.model.phantoms import draw_case
+from screen.model.phantoms import draw_case, validation_seeds
 
 SEED = 4  # its first six validation phantoms hold lesions and lesion-free glands both
 
@@ -24,7 +24,7 @@ SEED = 4  # its first six validation phantoms hold lesions and lesion-free gland
 def trained(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     out = tmp_path_factory.mktemp("train") / "toy"
     labels = [np.random.default_rng(s).random() < train.TRAIN_SETTINGS.lesion_fraction
-              for s in train.validation_seeds(SEED, 6)]
+              for s in validation_seeds(SEED, 6)]
     assert any(labels) and not all(labels), "the validation phantoms need both classes"
     train.train(out, seed=SEED, train_cases=3, val_cases=6, locate_steps=4, segment_steps=4,
                 workers=2)
@@ -49,7 +49,7 @@ def test_training_writes_a_package_whose_card_says_how_it_was_made(trained):
 
 @pytest.mark.slow
 def test_the_trained_package_scores_alike_on_both_cpu_backends(trained):
-    volume, _ = draw_case(train.validation_seeds(SEED, 1)[0])
+    volume, _ = draw_case(validation_seeds(SEED, 1)[0])
     scores = [analyse(volume, Detector.open(trained, backend)).detection.score
               for backend in ("onnxruntime", "torch")]
     assert 0.0 <= scores[0] <= 1.0
@@ -85,7 +85,7 @@ def test_segmenters_trained_side_by_side_are_chosen_between_on_validation(side_b
     for option in ("--train-cases 4", "--segment-steps 6", "--batch 3", "--locate-from ",
                    "--segment-widths 4,8 --segment-widths 4,8,16"):
         assert option in command
-    volume, _ = draw_case(train.validation_seeds(SEED, 1)[0])
+    volume, _ = draw_case(validation_seeds(SEED, 1)[0])
     assert 0.0 <= analyse(volume, Detector.open(package, "onnxruntime")).detection.score <= 1.0
 
 
