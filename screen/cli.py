@@ -165,7 +165,8 @@ def scan_command(
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     _print_summary({
-        "files found": summary.files_found, "series": summary.series,
+        "files found": summary.files_found, "errors by stage": summary.errors_by_stage,
+        "series": summary.series, "rejected by rule": summary.rejected_by_rule,
         "eligible": summary.eligible, "already scored (resumed)": summary.resumed,
         "scored": summary.scored, "failed (see error column)": summary.failed,
         "flagged": summary.flagged,

@@ -47,6 +47,17 @@ class IndexResult:
     def eligible(self) -> tuple[InventoryEntry, ...]:
         return tuple(e for e in self.entries if e.decision.eligible)
 
+    @property
+    def rejected_by_rule(self) -> dict[str, int]:
+        """How many series each rule turned away, most first."""
+        rules = Counter(e.decision.rule for e in self.entries if not e.decision.eligible)
+        return dict(rules.most_common())
+
+    @property
+    def errors_by_stage(self) -> dict[str, int]:
+        """How many files could not be read or placed at each stage, most first."""
+        return dict(Counter(e.stage.value for e in self.errors).most_common())
+
 
 @dataclass
 class Progress:
@@ -320,15 +331,13 @@ def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
 
 
 def summary(result: IndexResult) -> dict[str, object]:
-    reasons = Counter(e.decision.rule for e in result.entries if not e.decision.eligible)
-    stages = Counter(e.stage.value for e in result.errors)
     return {
         "files_found": result.files_found,
         "instances": sum(len(e.series.instances) for e in result.entries),
         "series": len(result.entries),
         "eligible": len(result.eligible),
-        "rejected_by_rule": dict(reasons.most_common()),
-        "errors_by_stage": dict(stages.most_common()),
+        "rejected_by_rule": result.rejected_by_rule,
+        "errors_by_stage": result.errors_by_stage,
     }
 
 

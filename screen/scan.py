@@ -85,6 +85,10 @@ class ScanSummary:
     series: int
     eligible: int
     resumed: int
+    # Why the other series were not screened (a rule name, or "content" when their pixels
+    # ruled them out) and which files could not be read, by stage: the same as screen index.
+    rejected_by_rule: dict[str, int]
+    errors_by_stage: dict[str, int]
     scored: int
     failed: int
     flagged: int
@@ -176,7 +180,10 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     statuses = table["status"].to_pylist()
     return ScanSummary(
         files_found=result.files_found, series=len(result.entries),
-        eligible=len(result.eligible), resumed=len(eligible_keys & done),
+        # Counted once the pixels have had their say: a series ruled out by its content in the
+        # earlier run is neither eligible nor resumed.
+        eligible=len(result.eligible), resumed=len({e.series.key for e in result.eligible} & done),
+        rejected_by_rule=result.rejected_by_rule, errors_by_stage=result.errors_by_stage,
         scored=statuses.count("ok"), failed=statuses.count("error"),
         flagged=sum(1 for f in table["flagged"].to_pylist() if f),
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,

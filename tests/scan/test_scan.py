@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,32 @@ def test_every_eligible_series_has_a_row_and_nothing_else(small_archive: Path, s
     for r in inventory:
         if r["rule"] == "content":
             assert r["reason"].startswith("no tag names the abdomen")
+
+
+def test_the_summary_accounts_for_every_series_and_unread_file(swept) -> None:
+    # The numbers a user reads at the end add up to what the tables hold, series ruled out
+    # by their pixels included: nothing found goes uncounted.
+    _, _, out, summary = swept
+    inventory = _rows(out.with_name("inventory.parquet"))
+    errors = _rows(out.with_name("errors.parquet"))
+    assert summary.series == len(inventory) == summary.eligible + sum(summary.rejected_by_rule.values())
+    assert summary.rejected_by_rule == dict(Counter(r["rule"] for r in inventory if not r["eligible"]))
+    assert summary.rejected_by_rule.get("content", 0) >= 1  # the archive has chest series
+    assert summary.errors_by_stage == dict(Counter(r["stage"] for r in errors))
+
+
+def test_a_finished_sweep_run_again_resumes_every_eligible_series_and_no_other(
+        small_archive: Path, swept, tmp_path: Path) -> None:
+    # Series the pixels ruled out were screened too, and their rows kept; resuming must not
+    # count them as eligible series already scored.
+    _, _, first, summary = swept
+    out = tmp_path / first.name
+    shutil.copytree(first.with_name(first.name + ".parts"), out.with_name(out.name + ".parts"))
+    again = scan([small_archive / "archive"], out, options=ScanOptions(workers=1, gpus=0))
+    assert summary.rejected_by_rule.get("content", 0) >= 1
+    assert again.resumed == again.eligible == summary.eligible
+    assert (again.scored, again.failed) == (summary.scored, summary.failed)
+    assert _scores(out) == _scores(first)
 
 
 def test_a_series_whose_pixels_cannot_be_read_is_an_error_row(small_archive: Path,
