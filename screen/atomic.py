@@ -33,6 +33,19 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def check_writable(path: Path) -> None:
+    """Fail now, with OSError naming the folder, if ``path`` could not be written later:
+    before a long run, not after it."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror} ({folder})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     return write_atomic(path, lambda sink: sink.write(data))
 

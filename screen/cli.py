@@ -37,6 +37,9 @@ RulesOption = Annotated[Path | None, typer.Option(
     exists=True, dir_okay=False)]
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", min=1, help="Worker processes for reading headers (default: one per core).")]
+FollowLinksOption = Annotated[bool, typer.Option(
+    "--follow-links", help="Follow symbolic links that lead out of the archive (by default "
+    "they are listed in the errors and not followed).")]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -77,18 +80,23 @@ def index_command(
         "--errors", help="Errors table (default: errors.parquet beside --out).")] = None,
     rules: RulesOption = None,
     workers: WorkersOption = None,
+    follow_links: FollowLinksOption = False,
 ) -> None:
     """Crawl archives and decide which series to screen, reading headers only (no pixels)."""
+    from screen.atomic import check_writable
     from screen.index import index, summary, write_outputs
     from screen.select import load_rules
 
+    errors_path = errors or out.with_name("errors.parquet")
     try:
         loaded = load_rules(rules)
-    except ValueError as exc:
+        for path in (out, errors_path):  # before any work, not after it
+            check_writable(path)
+    except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     with _file_progress() as progress:
-        result = index(archives, rules=loaded, workers=workers, progress=progress)
-    errors_path = errors or out.with_name("errors.parquet")
+        result = index(archives, rules=loaded, workers=workers, progress=progress,
+                       follow_links=follow_links)
     write_outputs(result, out, errors_path, rules=loaded, roots=archives)
     _print_summary(summary(result), {"inventory": out, "errors": errors_path})
 
@@ -136,6 +144,7 @@ def scan_command(
     pseudonymize_key: Annotated[Path | None, typer.Option(
         "--pseudonymize-key", help="Key file (created with a new random key if absent; "
         "keep it to re-identify).", dir_okay=False)] = None,
+    follow_links: FollowLinksOption = False,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
     from screen.pseudonym import create_key_file
@@ -157,7 +166,8 @@ def scan_command(
                           gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
-                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
+                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key,
+                          follow_links=follow_links)
     try:
         with _scan_progress() as progress:
             summary = scan(archives, out, inventory=inventory, errors=errors, options=options,

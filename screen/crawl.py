@@ -3,12 +3,18 @@
 Archives are PACS exports: nested or flat folders, names with or without extensions, and
 symbolic links, sometimes pointing back up the tree. Each real folder is entered once, however
 many links lead to it, so a loop cannot trap the crawl and no file is counted twice through
-two routes. Folders and links that cannot be followed are reported, never silently dropped.
-Memory stays flat: only folders are remembered, not files.
+two routes. Links that lead out of the archive (to ``/etc``, say) are reported and not
+followed unless ``follow_links`` says so. Folders and links that cannot be followed are
+reported, never silently dropped. Memory stays flat: only folders are remembered, not files.
+
+Names are taken as the file system gives them: bytes that are not UTF-8 (Latin-1 folders of
+old exports) stay in the path as Python's surrogate escapes, so every file can be opened
+again; ``screen.paths`` says how they are written into tables.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -27,11 +33,20 @@ class Found:
     path: str
 
 
-def crawl(roots: Sequence[str | Path]) -> Iterator[Found | FileError]:
+OUT_OF_ARCHIVE = ("symbolic link to a place outside the archive, not followed "
+                  "(--follow-links follows it)")
+SPECIAL_FILE = "not a regular file (device, socket or pipe), not read"
+LINK_LOOP = "symbolic link loop: the link leads back to itself"
+LINK_TO_SPECIAL = "symbolic link to a special file (device, socket or pipe), not read"
+
+
+def crawl(roots: Sequence[str | Path], *, follow_links: bool = False
+          ) -> Iterator[Found | FileError]:
     """Every file under ``roots`` once, in a stable order, plus the places that could not be read.
 
     A root may be a single file. Files reached through a link to a file are yielded under the
-    link's path unless the target was already reached by another route.
+    link's path unless the target was already reached by another route. A link whose target
+    lies outside every root is reported, not followed, unless ``follow_links``.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_linked_files: set[tuple[int, int]] = set()
@@ -49,13 +64,15 @@ def crawl(roots: Sequence[str | Path]) -> Iterator[Found | FileError]:
                 seen_linked_files.add(key)
                 yield Found(root_path)
             continue
-        yield from _walk(root_path, seen_dirs, seen_linked_files, real_roots)
+        yield from _walk(root_path, seen_dirs, seen_linked_files,
+                         None if follow_links else real_roots, real_roots)
 
 
 def _walk(
     top: str,
     seen_dirs: set[tuple[int, int]],
     seen_linked_files: set[tuple[int, int]],
+    confine_to: tuple[str, ...] | None,
     real_roots: tuple[str, ...],
 ) -> Iterator[Found | FileError]:
     stack = [top]
@@ -78,14 +95,21 @@ def _walk(
             yield FileError(folder, Stage.CRAWL, f"folder cannot be listed: {exc.strerror}")
             continue
         subfolders = []
+        outside = not _inside(os.path.realpath(folder), real_roots)  # entered by a link
         for entry in entries:
             try:
-                if entry.is_dir(follow_symlinks=True):
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.is_file(follow_symlinks=True)
+                if entry.is_symlink() and (is_dir or is_file) and confine_to is not None \
+                        and not _inside(os.path.realpath(entry.path), confine_to):
+                    yield FileError(entry.path, Stage.CRAWL, OUT_OF_ARCHIVE)
+                elif is_dir:
                     subfolders.append(entry.path)
-                elif entry.is_file(follow_symlinks=True):
-                    if entry.is_symlink():
-                        if _inside(os.path.realpath(entry.path), real_roots):
+                elif is_file:
+                    if entry.is_symlink() or outside:
+                        if not outside and _inside(os.path.realpath(entry.path), real_roots):
                             continue  # reached directly, under its own name
+                        # Outside the archive a file may be reached by several routes.
                         target = os.stat(entry.path)
                         target_key = (target.st_dev, target.st_ino)
                         if target_key in seen_linked_files:
@@ -93,15 +117,25 @@ def _walk(
                         seen_linked_files.add(target_key)
                     yield Found(entry.path)
                 elif entry.is_symlink():
-                    yield FileError(entry.path, Stage.CRAWL,
-                                    "broken symbolic link: its target does not exist")
+                    yield FileError(entry.path, Stage.CRAWL, _unusable_link(entry.path))
                 else:
-                    yield FileError(entry.path, Stage.CRAWL,
-                                    "not a regular file (device, socket or pipe)")
+                    yield FileError(entry.path, Stage.CRAWL, SPECIAL_FILE)
             except OSError as exc:
-                yield FileError(entry.path, Stage.CRAWL, f"cannot be inspected: {exc.strerror}")
+                yield FileError(entry.path, Stage.CRAWL, LINK_LOOP if exc.errno == errno.ELOOP
+                                else f"cannot be inspected: {exc.strerror}")
         # Depth first, in name order: pop from the end, so push in reverse.
         stack.extend(reversed(subfolders))
+
+
+def _unusable_link(path: str) -> str:
+    """Why a symbolic link that leads to neither a folder nor a file cannot be read."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LINK_LOOP
+        return "broken symbolic link: its target does not exist"
+    return LINK_TO_SPECIAL
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:

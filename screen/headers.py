@@ -4,6 +4,11 @@ Vendors put large private groups (Siemens CSA headers, GE and Philips private bl
 tags we need, and a full header read spends most of its time there. We ask pydicom for just the
 tags we use (it seeks over every other value) and stop at the first tag past group 0028. Only
 multi-frame files are read further, for the per-frame positions in their functional groups.
+
+Every read is bounded, so that no file can hold a worker for long: a header ends within
+``HEADER_LIMIT_BYTES`` and is read within ``TIME_LIMIT_S``, and a run of zero bytes longer than
+``ZERO_RUN_LIMIT`` (what a sparse or zero-filled file holds, never a real header) stops at
+once. A file past a limit goes to the errors with the limit it passed.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import logging
 import math
 import os
 import struct
+import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -55,6 +61,67 @@ _PIXEL_DATA_GROUP = 0x7FE0
 
 _MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 
+# The largest header (all before the pixel data) read; Enhanced CT files with thousands of
+# frames keep well under it.
+HEADER_LIMIT_BYTES = 8 * 1024 * 1024
+# The longest one file's header may take: a real one takes milliseconds.
+TIME_LIMIT_S = 5.0
+ZERO_RUN_LIMIT = 64 * 1024
+
+
+class LimitExceeded(Exception):
+    """Reading a header went past one of the limits; the message says which."""
+
+
+class _Bounded:
+    """A binary file that refuses to be read past the header limits.
+
+    pydicom reads a header through ``read``, ``seek`` and ``tell`` alone; each one checks the
+    byte limit and the deadline, so a parser walking a huge or pathological file stops within
+    one element of either. A position past the end of a small file is no header too long: the
+    file is merely cut short, as the caller finds.
+    """
+
+    def __init__(self, fp: BinaryIO, deadline: float) -> None:
+        self._fp = fp
+        self._deadline = deadline
+        self._size = os.fstat(fp.fileno()).st_size
+        self._zeros = 0
+        self.name = getattr(fp, "name", "")
+
+    def _check(self, position: int) -> None:
+        if HEADER_LIMIT_BYTES < position <= self._size:
+            raise LimitExceeded(f"no end of the header within its first "
+                                f"{HEADER_LIMIT_BYTES // (1024 * 1024)} MiB (limit)")
+        if time.monotonic() > self._deadline:
+            raise LimitExceeded(f"reading the header took over {TIME_LIMIT_S:g} s "
+                                "(time limit per file)")
+
+    def read(self, size: int | None = -1) -> bytes:
+        position = self._fp.tell()
+        room = max(0, HEADER_LIMIT_BYTES + 1 - position)
+        data = self._fp.read(room if size is None or size < 0 else min(size, room))
+        self._check(position + len(data))
+        if not data:
+            return data
+        if data.count(0) == len(data):
+            self._zeros += len(data)
+            if self._zeros > ZERO_RUN_LIMIT:
+                raise LimitExceeded(f"over {ZERO_RUN_LIMIT // 1024} KiB of zero bytes in the "
+                                    "header: a sparse or zero-filled file, not DICOM")
+        else:
+            self._zeros = 0
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = {0: offset, 1: self._fp.tell() + offset}.get(whence)
+        if target is not None:
+            self._check(target)
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
 
 class NotAnImage(InvalidDicomError):
     """A valid DICOM file that holds no image data set."""
@@ -93,15 +160,18 @@ def read_instance(path: str, *, lean: bool = True) -> Instance | FileError:
                 return _instance(path, ds, size, fast.transfer_syntax_uid,
                                  fast.media_sop_class_uid)
         # Multi-frame files, and files the lean scan leaves alone, go through pydicom.
-        ds, at_end = _read(path, _past_group_0028, _TAGS)
+        deadline = time.monotonic() + TIME_LIMIT_S
+        ds, at_end = _read(path, _past_group_0028, _TAGS, deadline)
         if (_Header(ds).int("NumberOfFrames", 1) or 1) > 1:
-            ds, at_end = _read(path, _at_pixels, _MULTIFRAME_TAGS)
+            ds, at_end = _read(path, _at_pixels, _MULTIFRAME_TAGS, deadline)
         if at_end:
             return _truncated(path)
         meta = getattr(ds, "file_meta", None)
         return _instance(path, ds, size,
                          str(getattr(meta, "TransferSyntaxUID", "") or "") if meta else "",
                          str(getattr(meta, "MediaStorageSOPClassUID", "") or "") if meta else "")
+    except LimitExceeded as exc:
+        return FileError(path, Stage.HEADER, f"header not read: {exc}")
     except NotAnImage as exc:
         return FileError(path, Stage.HEADER, f"DICOM but not an image: {exc}")
     except InvalidDicomError as exc:
@@ -126,11 +196,12 @@ def read_instances(paths: Iterable[str]) -> list[Instance | FileError]:
 
 
 def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
-          tags: list[BaseTag]) -> tuple[Dataset, bool]:
+          tags: list[BaseTag], deadline: float) -> tuple[Dataset, bool]:
     """The data set, and whether reading ran to the end of the file without stopping."""
     # pydicom warns about every oddity it reads past; what matters is recorded per field.
-    with warnings.catch_warnings(), open(path, "rb") as fp:
+    with warnings.catch_warnings(), open(path, "rb") as raw:
         warnings.simplefilter("ignore")
+        fp = _Bounded(raw, deadline)
         try:
             ds = pydicom.filereader.read_partial(fp, stop_when=stop_when, specific_tags=tags)
         except InvalidDicomError:
@@ -149,7 +220,7 @@ def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
         # nothing about where reading stopped; such files are not checked for truncation.
         meta = getattr(ds, "file_meta", None)
         deflated = meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
-        at_end = not deflated and fp.tell() >= os.fstat(fp.fileno()).st_size
+        at_end = not deflated and fp.tell() >= os.fstat(raw.fileno()).st_size
     if len(ds) == 0:
         meta = getattr(ds, "file_meta", None)
         if meta is not None and meta.get("MediaStorageSOPClassUID") == _MEDIA_DIRECTORY:

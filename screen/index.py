@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 from distributed import KilledWorker
 
-from screen import tables
+from screen import paths, tables
 from screen.crawl import Found, crawl
 from screen.headers import read_instances
 from screen.pseudonym import Pseudonymizer
@@ -74,15 +74,20 @@ def index(
     workers: int | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    follow_links: bool = False,
 ) -> IndexResult:
-    """Everything found under ``roots``: series with their decisions, and files in error."""
+    """Everything found under ``roots``: series with their decisions, and files in error.
+
+    Links out of the archive are reported and not followed unless ``follow_links``.
+    """
     rules = rules or load_rules()
     progress = progress or Progress()
     instances: list[Instance] = []
     errors: list[FileError] = []
     shared = _SharedValues()
     found = 0
-    for outcome in read_headers(roots, workers=workers, executor=executor):
+    for outcome in read_headers(roots, workers=workers, executor=executor,
+                                follow_links=follow_links):
         found += 1
         if isinstance(outcome, FileError):
             errors.append(outcome)
@@ -157,7 +162,8 @@ def default_workers() -> int:
 
 
 def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
-                 executor: Executor | None = None) -> Iterator[Instance | FileError]:
+                 executor: Executor | None = None, follow_links: bool = False
+                 ) -> Iterator[Instance | FileError]:
     """Crawl and read every file's header, yielding one outcome per file found.
 
     Reads run in ``executor`` when given (a Dask cluster's, say), else in a pool of
@@ -167,7 +173,7 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
     the errors and every other file is read.
     """
     workers = workers or default_workers()
-    paths = _PathsAndErrors(crawl(roots))
+    paths = _PathsAndErrors(crawl(roots, follow_links=follow_links))
     chunks = _chunks(paths.iterate(), CHUNK)
     if executor is None and workers == 1:
         for chunk in chunks:
@@ -286,7 +292,8 @@ def inventory_table(entries: Iterable[InventoryEntry]) -> pa.Table:
 
 
 def errors_table(errors: Iterable[FileError]) -> pa.Table:
-    rows = [{"path": e.path, "stage": e.stage.value, "error": e.error} for e in errors]
+    rows = [{"path": paths.to_text(e.path), "stage": e.stage.value, "error": paths.to_text(e.error)}
+            for e in errors]
     return pa.Table.from_pylist(rows, schema=tables.ERRORS_SCHEMA)
 
 
@@ -295,7 +302,7 @@ def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
                   pseudonymizer: Pseudonymizer | None = None) -> None:
     """Inventory then errors, atomically; with a pseudonymizer, no identifier is written."""
     extra: dict[str, object] = {"rules": rules.source,
-                                "archives": [os.path.abspath(r) for r in roots],
+                                "archives": [paths.to_text(os.path.abspath(r)) for r in roots],
                                 "files_found": result.files_found}
     inv, err = inventory_table(result.entries), errors_table(result.errors)
     if pseudonymizer is not None:
@@ -434,6 +441,6 @@ def _inventory_row(entry: InventoryEntry) -> dict[str, object]:
         "needs_content_check": d.eligible and bool(entry.confirm),
         "warnings": list(entry.confirm + entry.warnings),
         "split_reason": s.split_reason or None,
-        "files": [i.path for i in s.instances],
+        "files": [paths.to_text(i.path) for i in s.instances],
         "sop_instance_uids": [i.sop_instance_uid for i in s.instances],
     }

@@ -53,6 +53,7 @@ class ScanOptions:
     review_top: int = 0  # ... and for the N highest scores, flagged or not
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
+    follow_links: bool = False  # follow symbolic links out of the archive
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         client.register_plugin(DetectorPlugin(spec))
         clock = time.perf_counter()
         result = indexing.index(roots, rules=rules, executor=client.get_executor(),
-                                progress=progress.index)
+                                progress=progress.index, follow_links=options.follow_links)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}

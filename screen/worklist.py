@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from screen import tables
+from screen import paths, tables
 from screen.records import Detection, Series
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         HASH_COLUMN: producer.model_sha256,
     }
     if detection is None:
-        return base | {"status": status, "error": error, "score": None,
+        # A reason may name a file whose name is not UTF-8: written as paths are.
+        return base | {"status": status, "error": paths.to_text(str(error)), "score": None,
                        "pancreas_found": None, "pancreas_volume_ml": None}
     centre = detection.lesion_center_lps
     return base | {
