@@ -18,9 +18,9 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
-from distributed import KilledWorker
+from distributed import Client, KilledWorker, WorkerPlugin
 
-from screen import paths, tables
+from screen import paths, pseudonym, tables
 from screen.crawl import Found, crawl
 from screen.headers import read_instances
 from screen.pseudonym import Pseudonymizer
@@ -327,14 +327,33 @@ def observe_identity(pseudonymizer: Pseudonymizer, series: Series) -> None:
 
 def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
                        ) -> dict[str, object]:
-    """Provenance whose command line and archive paths name no patient."""
+    """Provenance whose command line and archive paths name no patient, and which records
+    the key's fingerprint."""
     scrubbed = dict(extra)
-    scrubbed["command"] = [pseudonymizer.pseudonymize_text(a) for a in
-                           tables.provenance()["command"]]  # type: ignore[union-attr]
+    scrubbed["command"] = pseudonymizer.pseudonymize_command(
+        tables.provenance()["command"])  # type: ignore[arg-type]
+    scrubbed["pseudonymized_with"] = pseudonymizer.fingerprint
     if "archives" in scrubbed:
         scrubbed["archives"] = [pseudonymizer.pseudonymize_path(a)
                                 for a in scrubbed["archives"]]  # type: ignore[union-attr]
     return scrubbed
+
+
+class HideIdentifiersInLogs(WorkerPlugin):
+    """Makes each worker's log messages name no patient (see ``pseudonym.hide_in_logs``),
+    including workers started later, as after a restart."""
+
+    def __init__(self, pseudonymizer: Pseudonymizer) -> None:
+        self.pseudonymizer = pseudonymizer
+
+    def setup(self, worker) -> None:
+        pseudonym.hide_in_logs(self.pseudonymizer)
+
+
+def hide_in_logs(client: Client, pseudonymizer: Pseudonymizer) -> None:
+    """Pseudonymise every log message of this process and of the cluster's workers."""
+    pseudonym.hide_in_logs(pseudonymizer)
+    client.register_plugin(HideIdentifiersInLogs(pseudonymizer), name="hide-identifiers-in-logs")
 
 
 def summary(result: IndexResult) -> dict[str, object]:

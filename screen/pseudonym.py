@@ -15,6 +15,18 @@ given) is replaced by the pseudonyms of what it contains, so ``/export/12345678/
 ``/export/P-.../CT/IM1``. Identifiers are seen when a row or table with identifier columns
 passes through, so pseudonymise the inventory or worklist before the errors table, whose rows
 have only paths.
+
+Folders spell an identifier many ways, so a component is compared with each identifier in a
+normalised form: accents stripped (also as German spells them without: Ü as UE), case folded,
+and every character that is not a letter or digit dropped, with bytes that are not UTF-8 read
+as Latin-1. ``MULLER^JORG``, ``muller_jorg``, ``Mueller Joerg`` and ``M\xfcller`` all hold
+``MÜLLER^JÖRG`` (each part of a name counts on its own), and ``ACC0815`` holds ``ACC-0815``.
+An identifier under four characters in that form counts only as a whole word. Free text
+(messages, descriptions) is read word by word the same way, and every path in it as a path,
+so a path reads the same in a message as in the inventory.
+
+Logs: :func:`hide_in_logs` makes every log message of the process pass through the same
+rewriting, so warnings printed while a pseudonymised sweep runs name no patient either.
 """
 
 from __future__ import annotations
@@ -25,11 +37,14 @@ import logging
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import pyarrow as pa
+
+from screen import paths
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +70,37 @@ KEY_COLUMNS = ("series_key", "model_sha256")
 def _is_key(column: str) -> bool:
     return column in KEY_COLUMNS or column.endswith(("_uid", "_uids"))
 _PSEUDONYM = re.compile(rf"[PNBA]-[0-9a-f]{{{DIGEST_HEX}}}")
+# A path in a message: from a slash at the start of a word to the end of the text, a line, or
+# a ': ', '; ' or ', ' (messages put the path first: "/a/b/IM1: pixel data ... is damaged").
+_PATH_IN_TEXT = re.compile(r"((?<!\S)/.*?(?=[:;,]\s|[:;,]?$|[\r\n]))", re.MULTILINE)
+_WORD = re.compile(r"\S+")
+_COMPONENT_CACHE = 1 << 16
+# How German writes its letters without accents, as folder names often do (MUELLER).
+_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "AE", "Ö": "OE", "Ü": "UE",
+                         "ß": "ss"})
+
+
+def normalised(text: str) -> str:
+    """``text`` as identifiers are compared: bytes that are not UTF-8 read as Latin-1, accents
+    stripped, case folded, and only letters and digits kept."""
+    return "".join(_words(text))
+
+
+def _words(text: str) -> list[str]:
+    readable = paths.readable(text) if "\\" in text or _has_surrogates(text) else text
+    decomposed = unicodedata.normalize("NFKD", readable)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return [w for w in re.split(r"[^0-9a-z]+", plain) if w]
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def normal_forms(value: str) -> set[str]:
+    """The normalised forms of an identifier: with accents stripped, and as German spells it
+    without them."""
+    return {f for f in (normalised(value), normalised(value.translate(_GERMAN))) if f}
 
 
 class KeyFileError(ValueError):
@@ -111,10 +157,17 @@ class Pseudonymizer:
             raise KeyFileError(f"the key is {len(key)} bytes; at least {KEY_BYTES} random bytes are needed")
         self._key = bytes(key)
         self._seen: dict[str, str] = {}  # identifier -> its pseudonym
+        self._forms: dict[str, str] = {}  # each identifier's normalised forms -> its pseudonym
+        self._components: dict[str, str] = {}  # a path component -> what it is written as
 
     @classmethod
     def from_key_file(cls, path: Path) -> Pseudonymizer:
         return cls(read_key_file(path))
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_components"] = {}  # a cache: rebuilt where it is used
+        return state
 
     def __repr__(self) -> str:  # never show the key
         return f"Pseudonymizer({len(self._seen)} identifiers seen)"
@@ -149,12 +202,20 @@ class Pseudonymizer:
         return self.pseudonym("accession_number", value)
 
     def _remember(self, field: str, value: str, pseudonym: str) -> None:
+        if value in self._seen:
+            return
         self._seen[value] = pseudonym
+        values = [value]
         if field == "patient_name":
             # Folders spell names many ways (DOE^JOHN, Doe_John, JOHN DOE): each part counts.
-            for part in re.split(r"[\^\s,_]+", value):
+            for part in re.split(r"[\^\s,_=]+", value):
                 if len(part) >= 3:
                     self._seen.setdefault(part, pseudonym)
+                    values.append(part)
+        for one in values:
+            for form in normal_forms(one):
+                self._forms.setdefault(form, pseudonym)
+        self._components.clear()  # what a component holds may have changed
 
     @property
     def seen(self) -> tuple[str, ...]:
@@ -164,12 +225,45 @@ class Pseudonymizer:
 
     # -- paths and text -----------------------------------------------------------------------
 
+    @property
+    def fingerprint(self) -> str:
+        """A keyed fingerprint of the key, ``K-`` and 16 hex digits: the same for the same key,
+        recorded in outputs to tell which key made them; the key cannot be had from it."""
+        digest = hmac.new(self._key, b"screen key fingerprint", hashlib.sha256).hexdigest()
+        return f"K-{digest[:DIGEST_HEX]}"
+
     def _matches(self, text: str) -> list[str]:
-        lowered = text.lower()
-        tokens = {t for t in re.split(r"[^0-9a-z]+", lowered) if t}
-        hits = [v for v in self._seen
-                if (v.lower() in lowered if len(v) >= SUBSTRING_MIN else v.lower() in tokens)]
-        return sorted(hits, key=lambda v: (lowered.find(v.lower()), -len(v)))
+        """The pseudonyms of the identifiers ``text`` holds, in the order they appear."""
+        if not self._forms:
+            return []
+        flat = normalised(text)
+        if not flat:
+            return []
+        words = set(_words(text))
+        hits = []
+        for form, pseudonym in self._forms.items():
+            if len(form) >= SUBSTRING_MIN:
+                at = flat.find(form)
+            else:
+                at = flat.find(form) if form in words else -1
+            if at >= 0:
+                hits.append((at, -len(form), pseudonym))
+        return list(dict.fromkeys(p for _, _, p in sorted(hits)))
+
+    def _component(self, part: str) -> str:
+        """One path component (or word), or the pseudonyms of the identifiers it holds."""
+        known = self._components.get(part)
+        if known is not None:
+            return known
+        found = self._matches(part)
+        written = part
+        if found:
+            suffix = PurePath(part).suffix
+            suffix = suffix if suffix and not self._matches(suffix) else ""
+            written = "_".join(found) + suffix
+        if len(self._components) < _COMPONENT_CACHE:
+            self._components[part] = written
+        return written
 
     def pseudonymize_path(self, path: str | PurePath) -> str:
         """``path`` with every component that holds a seen identifier replaced by the
@@ -178,29 +272,32 @@ class Pseudonymizer:
         if not text:
             return text
         pure = PurePath(text)
-        parts = []
-        for part in pure.parts:
-            found = self._matches(part) if part not in (pure.anchor, "..", ".") else []
-            if not found:
-                parts.append(part)
-                continue
-            suffix = PurePath(part).suffix
-            suffix = suffix if suffix and not self._matches(suffix) else ""
-            names = list(dict.fromkeys(self._seen[v] for v in found))
-            parts.append("_".join(names) + suffix)
+        parts = [part if part in (pure.anchor, "..", ".") else self._component(part)
+                 for part in pure.parts]
         return str(PurePath(*parts)) if parts else text
 
     def pseudonymize_text(self, text: str | None) -> str | None:
-        """Free text (an error message, a description) with every seen identifier replaced."""
-        if not text:
+        """Free text (an error message, a description) with every seen identifier replaced:
+        each path in it as :meth:`pseudonymize_path` writes paths, each other word as a path
+        component."""
+        if not text or not self._forms:
             return text
-        for value in sorted(self._matches(text), key=len, reverse=True):
-            if len(value) >= SUBSTRING_MIN:
-                text = re.sub(re.escape(value), self._seen[value], text, flags=re.IGNORECASE)
+        out = []
+        for piece in _PATH_IN_TEXT.split(text):
+            if piece.startswith("/"):
+                out.append(self.pseudonymize_path(piece))
             else:
-                text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])",
-                              self._seen[value], text, flags=re.IGNORECASE)
-        return text
+                out.append(_WORD.sub(lambda m: self._word(m.group()), piece))
+        return "".join(out)
+
+    def _word(self, word: str) -> str:
+        if "/" in word:
+            return self.pseudonymize_path(word)
+        return self._component(word)
+
+    def pseudonymize_command(self, argv: Sequence[str]) -> list[str]:
+        """A command line with every identifier in its arguments (paths among them) replaced."""
+        return [self.pseudonymize_text(a) or a for a in argv]
 
     # -- rows and tables ----------------------------------------------------------------------
 
@@ -313,3 +410,43 @@ def _parquet_hits(path: Path, needles: Sequence[str]) -> list[Hit]:
         text = (key + b" " + value).decode(errors="replace").lower()
         hits.extend(Hit(path, n, "schema metadata") for n in needles if n.lower() in text)
     return hits
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+_log_pseudonymizer: Pseudonymizer | None = None
+
+
+def hide_in_logs(pseudonymizer: Pseudonymizer | None) -> None:
+    """From now on, every log record this process makes, whatever its logger, has its message
+    (and any traceback) pseudonymised by ``pseudonymizer``; None stops it.
+
+    One record factory does it for every logger, so no warning anywhere in the code (or in a
+    library) needs to remember to hide the paths it names. The pseudonymizer keeps learning:
+    identifiers it sees later are hidden in later records.
+    """
+    global _log_pseudonymizer
+    if pseudonymizer is not None and not isinstance(pseudonymizer, Pseudonymizer):
+        raise TypeError(f"hide_in_logs needs a Pseudonymizer, got {type(pseudonymizer).__name__}")
+    if _log_pseudonymizer is None and pseudonymizer is not None:
+        logging.setLogRecordFactory(_private_record(logging.getLogRecordFactory()))
+    _log_pseudonymizer = pseudonymizer
+
+
+def _private_record(make_record):
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        pseudonymizer = _log_pseudonymizer
+        if pseudonymizer is None:
+            return record
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call still logs, as logging itself does
+            message = str(record.msg)
+        record.msg, record.args = pseudonymizer.pseudonymize_text(message), ()
+        if record.exc_info and not record.exc_text:
+            traceback = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = pseudonymizer.pseudonymize_text(traceback)
+        return record
+
+    return factory

@@ -118,13 +118,13 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         options.threshold if options.threshold is not None else package.card.threshold)
     inventory = inventory or out.with_name("inventory.parquet")
     errors = errors or out.with_name("errors.parquet")
-    store = worklist.PartStore(out)
-    if not options.resume:
-        store.clear()
-    done = store.done(package.sha256) if options.resume else set()
     key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
     outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key)
     pseudonymizer = outputs.pseudonymizer()
+    store = worklist.PartStore(out, pseudonymizer)
+    if not options.resume:
+        store.clear()
+    done = store.done(package.sha256) if options.resume else set()
 
     gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
     cpu_workers = options.workers or indexing.default_workers()
@@ -142,6 +142,8 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
                                 progress=progress.index, follow_links=options.follow_links)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
+        if pseudonymizer is not None:  # it has seen every identifier now
+            indexing.hide_in_logs(client, pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()

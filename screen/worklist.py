@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from screen import paths, tables
+from screen.pseudonym import Pseudonymizer
 from screen.records import Detection, Series
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,44 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
     }
 
 
-class PartStore:
-    """Atomic part files of finished rows in ``<out>.parts/``, for crash safety and resume."""
+PSEUDONYMIZED_WITH = "pseudonymized_with"  # provenance: the key's fingerprint, or "no"
 
-    def __init__(self, out: Path) -> None:
+
+class PartStore:
+    """Atomic part files of finished rows in ``<out>.parts/``, for crash safety and resume.
+
+    Each part records whether its rows were pseudonymised, and with which key (by the key's
+    keyed fingerprint, never the key), so that a run never resumes rows written otherwise:
+    real identifiers would mix with pseudonyms, or pseudonyms of two keys. With a
+    ``pseudonymizer``, a part's provenance holds the command line pseudonymised too.
+    """
+
+    def __init__(self, out: Path, pseudonymizer: Pseudonymizer | None = None) -> None:
         self.folder = Path(out).with_name(Path(out).name + ".parts")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._next = 1 + max((self._number(p) for p in self.folder.glob("part-*.parquet")),
                              default=0)
+        self._pseudonymizer = pseudonymizer
+        self._mode = pseudonymizer.fingerprint if pseudonymizer else "no"
+
+    def _provenance(self) -> dict[str, object]:
+        extra: dict[str, object] = {PSEUDONYMIZED_WITH: self._mode}
+        if self._pseudonymizer is not None:
+            extra["command"] = self._pseudonymizer.pseudonymize_command(
+                tables.provenance()["command"])  # type: ignore[arg-type]
+        return extra
+
+    def check_resumable(self) -> None:
+        """ValueError, in one line, if a part was written pseudonymised otherwise than this
+        run pseudonymises (or not at all where this run does, or the other way round)."""
+        for part in sorted(self.folder.glob("part-*.parquet"), key=self._number):
+            # Parts from before this was recorded were written without pseudonymisation.
+            mode = str(tables.read_provenance(part).get(PSEUDONYMIZED_WITH, "no"))
+            if mode != self._mode:
+                raise ValueError(
+                    f"{self.folder} holds rows {_mode_words(mode)}, and this run "
+                    f"{_mode_words(self._mode, present=True)}: resuming would mix them; run "
+                    "with --no-resume, or write to another --out")
 
     @staticmethod
     def _number(path: Path) -> int:
@@ -121,7 +152,8 @@ class PartStore:
         if not rows:
             return
         table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-        tables.write_atomic(table, self.folder / f"part-{self._next:06d}.parquet")
+        tables.write_atomic(table, self.folder / f"part-{self._next:06d}.parquet",
+                            self._provenance())
         self._next += 1
 
     def read(self) -> pa.Table:
@@ -131,7 +163,9 @@ class PartStore:
         return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
 
     def done(self, model_sha256: str) -> set[str]:
-        """Series already scored, or rejected by content, by this exact model package."""
+        """Series already scored, or rejected by content, by this exact model package;
+        ValueError if the parts were pseudonymised otherwise than this run's rows will be."""
+        self.check_resumable()
         table = self.read()
         mask = pc.and_(pc.equal(table[HASH_COLUMN], model_sha256),
                        pc.is_in(table["status"], pa.array(["ok", REJECTED])))
@@ -148,6 +182,13 @@ class PartStore:
         for part in self.folder.glob("part-*.parquet"):
             part.unlink()
         self._next = 1
+
+
+def _mode_words(mode: str, present: bool = False) -> str:
+    if mode == "no":
+        return "does not pseudonymise" if present else "written without pseudonymisation"
+    return (f"pseudonymises with key {mode}" if present
+            else f"pseudonymised with key {mode}")
 
 
 def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:

@@ -143,3 +143,126 @@ def test_find_identifiers_searches_names_bytes_and_parquet_values(tmp_path: Path
     assert find_identifiers(clean, p.seen) == []
     with pytest.raises(ValueError, match="at least one non-empty identifier"):
         find_identifiers(clean, ["", " "])
+
+
+def _known_patient() -> Pseudonymizer:
+    p = Pseudonymizer(KEY_A)
+    p.observe({"patient_id": "HO1270000", "patient_name": "MÜLLER^JÖRG",
+               "accession_number": "ACC-0815", "birth_date": "19500101"})
+    return p
+
+
+@pytest.mark.parametrize("folder", ["MULLER^JORG", "muller_jorg", "Mueller Joerg", "JORG MULLER",
+                                    "Müller", "M\\xfcller", "ACC0815", "acc_0815_ct",
+                                    "ho1270000", "HO-127-0000", "1950-01-01"])
+def test_variants_of_an_identifier_in_folder_names_are_replaced(folder: str) -> None:
+    p = _known_patient()
+    written = p.pseudonymize_path(f"/exports/{folder}/IM00055.dcm")
+    assert re.fullmatch(r"/exports/[PNBA]-[0-9a-f]{16}(_[PNBA]-[0-9a-f]{16})*/IM00055.dcm",
+                        written), written
+
+
+def test_latin1_bytes_in_a_folder_name_are_read_as_the_name_they_spell() -> None:
+    import os
+
+    p = _known_patient()
+    raw = os.fsdecode(b"/exports/M\xfcller/IM1")  # as the crawl holds it
+    assert p.pseudonymize_path(raw) == f"/exports/{p.patient_name('MÜLLER^JÖRG')}/IM1"
+
+
+def test_other_folders_are_left_alone() -> None:
+    p = _known_patient()
+    for path in ["/exports/other/CT/IM00055.dcm", "/exports/SE001/IM1", "/exports/MULLE/IM1",
+                 "/exports/HO127/IM1"]:
+        assert p.pseudonymize_path(path) == path
+
+
+def test_a_path_reads_the_same_in_a_message_as_in_the_inventory() -> None:
+    p = _known_patient()
+    path = "/exports/muller jorg/ACC0815/series 2/IM00055.dcm"
+    written = p.pseudonymize_path(path)
+    assert p.pseudonymize_text(f"duplicate of SOP instance 1.2.3; kept the copy at {path}") == \
+        f"duplicate of SOP instance 1.2.3; kept the copy at {written}"
+    assert p.pseudonymize_text(f"{path}: pixel data of JPEG 2000 is damaged: ValueError") == \
+        f"{written}: pixel data of JPEG 2000 is damaged: ValueError"
+    name, pid = p.patient_name("MÜLLER^JÖRG"), p.patient_id("HO1270000")
+    assert p.pseudonymize_text("patient MULLER, JORG (HO1270000)") == f"patient {name} {name} {pid}"
+
+
+def test_the_key_fingerprint_names_the_key_and_not_its_bytes() -> None:
+    a, b = Pseudonymizer(KEY_A), Pseudonymizer(KEY_B)
+    assert re.fullmatch(r"K-[0-9a-f]{16}", a.fingerprint)
+    assert a.fingerprint == Pseudonymizer(KEY_A).fingerprint != b.fingerprint
+    assert KEY_A.hex()[:16] not in a.fingerprint
+
+
+def test_log_messages_are_pseudonymised_in_every_logger(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from screen.pseudonym import hide_in_logs
+
+    p = _known_patient()
+    hide_in_logs(p)
+    try:
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("screen.volume.load").warning(
+                "%s; leaving it out of series %s",
+                "/exports/HO1270000/MULLER^JORG/IM00055.dcm: pixel data is damaged", "1.2.3")
+            try:
+                raise ValueError("cannot read /exports/ho1270000/IM1")
+            except ValueError:
+                logging.getLogger("some.library").exception("failed")
+    finally:
+        hide_in_logs(None)
+    text = caplog.text
+    assert f"/exports/{p.patient_id('HO1270000')}/{p.patient_name('MÜLLER^JÖRG')}/IM00055.dcm" \
+        in text
+    assert "leaving it out of series 1.2.3" in text
+    assert "HO1270000".lower() not in text.lower() and "MULLER" not in text.upper()
+    # Stopped again, messages pass as they are.
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("screen").warning("plain /exports/HO1270000")
+    assert "plain /exports/HO1270000" in caplog.text
+
+
+def _part_rows() -> list[dict[str, object]]:
+    base = {name: None for name in SCHEMA.names}
+    return [base | {"score": 0.5, "patient_id": "P-0000000000000000", "series_key": "1.2.3",
+                    "status": "ok", "model_sha256": "abc"}]
+
+
+@pytest.mark.parametrize("first, second, words", [
+    (None, KEY_A, "written without pseudonymisation, and this run pseudonymises with key K-"),
+    (KEY_A, None, "pseudonymised with key K-.*, and this run does not pseudonymise"),
+    (KEY_A, KEY_B, "pseudonymised with key K-.*, and this run pseudonymises with key K-"),
+])
+def test_parts_written_otherwise_are_never_resumed(tmp_path: Path, first, second, words) -> None:
+    from screen.worklist import PartStore
+
+    out = tmp_path / "worklist.parquet"
+    PartStore(out, Pseudonymizer(first) if first else None).write(_part_rows())
+    again = PartStore(out, Pseudonymizer(second) if second else None)
+    with pytest.raises(ValueError, match=f"{words}.*: resuming would mix them; run with "
+                                         "--no-resume, or write to another --out"):
+        again.done("abc")
+    same = PartStore(out, Pseudonymizer(first) if first else None)
+    assert same.done("abc") == {"1.2.3"}
+    again.clear()  # what --no-resume does: afresh, then nothing is mixed
+    assert again.done("abc") == set()
+
+
+def test_private_parts_keep_no_raw_command_line(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from screen.worklist import PartStore
+
+    p = _known_patient()
+    monkeypatch.setattr(sys, "argv", ["screen", "scan", "/exports/MULLER^JORG", "--out",
+                                      str(tmp_path / "worklist.parquet")])
+    store = PartStore(tmp_path / "worklist.parquet", p)
+    store.write(_part_rows())
+    [part] = store.folder.glob("part-*.parquet")
+    provenance = tables.read_provenance(part)
+    assert provenance["pseudonymized_with"] == p.fingerprint
+    assert provenance["command"][2] == f"/exports/{p.patient_name('MÜLLER^JÖRG')}"
+    assert find_identifiers(store.folder, ["MULLER", "JORG", "HO1270000"]) == []
