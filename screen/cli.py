@@ -177,6 +177,7 @@ def scan_command(
     _print_summary({
         "files found": summary.files_found, "errors by stage": summary.errors_by_stage,
         "series": summary.series, "rejected by rule": summary.rejected_by_rule,
+        "abdominal by tags rejected for geometry": summary.abdominal_rejected_for_geometry,
         "eligible": summary.eligible, "already scored (resumed)": summary.resumed,
         "scored": summary.scored, "failed (see error column)": summary.failed,
         "flagged": summary.flagged,

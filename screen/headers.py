@@ -184,6 +184,21 @@ def read_instance(path: str, *, lean: bool = True) -> Instance | FileError:
         return FileError(path, Stage.HEADER, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
 
 
+def pixel_digest(path: str) -> bytes | None:
+    """A digest of the pixel data of ``path`` as stored (no decoding), to tell whether two
+    slices are copies of one another; None when there is none to read."""
+    import hashlib
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, specific_tags=["PixelData"], force=True)
+        data = ds.get("PixelData")
+    except Exception:  # noqa: BLE001 - an unreadable slice is simply not a known copy
+        return None
+    return hashlib.sha256(data).digest() if isinstance(data, bytes) and data else None
+
+
 def _truncated(path: str) -> FileError:
     # Every stored object has elements past group 0028 (pixel data, report content); a file
     # that ends before any of them was cut short, as by an interrupted transfer.

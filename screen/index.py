@@ -54,6 +54,12 @@ class IndexResult:
         return dict(rules.most_common())
 
     @property
+    def abdominal_rejected_for_geometry(self) -> dict[str, int]:
+        """Series whose tags say abdominal CT, turned away for their geometry, by rule."""
+        rules = Counter(e.decision.rule for e in self.entries if e.abdominal_by_tags)
+        return dict(rules.most_common())
+
+    @property
     def errors_by_stage(self) -> dict[str, int]:
         """How many files could not be read or placed at each stage, most first."""
         return dict(Counter(e.stage.value for e in self.errors).most_common())
@@ -129,7 +135,8 @@ class _SharedValues:
 
 def inventory_entry(series: Series, rules: Rules) -> InventoryEntry:
     decision, confirm = rules.decide(series)
-    return InventoryEntry(series, decision, geometry_warnings(series), confirm)
+    return InventoryEntry(series, decision, geometry_warnings(series), confirm,
+                          abdominal_by_tags=rules.abdominal_by_tags(series, decision))
 
 
 def with_content_decisions(result: IndexResult, ruled_out: dict[str, str]) -> IndexResult:
@@ -154,6 +161,7 @@ def geometry_warnings(series: Series) -> tuple[str, ...]:
         warnings.append("pixel spacing differs between slices or is missing")
     if series.split_reason:
         warnings.append(f"one series UID held several volumes; {series.split_reason}")
+    warnings.extend(series.assembly_warnings)
     return tuple(warnings)
 
 
@@ -363,6 +371,7 @@ def summary(result: IndexResult) -> dict[str, object]:
         "series": len(result.entries),
         "eligible": len(result.eligible),
         "rejected_by_rule": result.rejected_by_rule,
+        "abdominal_by_tags_rejected_for_geometry": result.abdominal_rejected_for_geometry,
         "errors_by_stage": result.errors_by_stage,
     }
 
@@ -407,6 +416,7 @@ INVENTORY_SCHEMA = pa.schema([
     ("rule", pa.string()),
     ("reason", pa.string()),
     ("needs_content_check", pa.bool_()),
+    ("abdominal_by_tags", pa.bool_()),
     ("warnings", pa.list_(pa.string())),
     ("split_reason", pa.string()),
     ("files", pa.list_(pa.string())),
@@ -458,6 +468,7 @@ def _inventory_row(entry: InventoryEntry) -> dict[str, object]:
         "rule": d.rule or None,
         "reason": d.reason or None,
         "needs_content_check": d.eligible and bool(entry.confirm),
+        "abdominal_by_tags": entry.abdominal_by_tags,
         "warnings": list(entry.confirm + entry.warnings),
         "split_reason": s.split_reason or None,
         "files": [paths.to_text(i.path) for i in s.instances],

@@ -135,6 +135,8 @@ class Series:
     geometry: Geometry
     uid_source: str = "SeriesInstanceUID"  # how the key was made, for the inventory
     split_reason: str = ""  # why a shared UID was split into several volumes
+    # What assembling the series found and did (repeated slices left out, say), for people.
+    assembly_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.instances:
@@ -169,6 +171,8 @@ class InventoryEntry:
     warnings: tuple[str, ...] = field(default=())
     # Why the image content must confirm the series is abdominal (tags do not say so).
     confirm: tuple[str, ...] = field(default=())
+    # Rejected for its geometry although every tag said it is an abdominal CT to screen.
+    abdominal_by_tags: bool = False
 
 
 class Location(str, Enum):

@@ -100,6 +100,8 @@ class ScanSummary:
     seconds: dict[str, float] = field(default_factory=dict)  # index, screen, write
     client_peak_rss_mib: float = 0.0
     worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    # Series whose tags say abdominal CT that were turned away for their geometry, by rule.
+    abdominal_rejected_for_geometry: dict[str, int] = field(default_factory=dict)
 
 
 def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
@@ -191,6 +193,7 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         flagged=sum(1 for f in table["flagged"].to_pylist() if f),
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
         seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
+        abdominal_rejected_for_geometry=result.abdominal_rejected_for_geometry,
     )
 
 

@@ -30,6 +30,11 @@ NUMBER_FACTS = frozenset({
     "n_slices", "z_coverage_mm", "slice_thickness_mm", "slice_spacing_mm", "gantry_tilt_deg",
 })
 FACTS = TEXT_FACTS | NUMBER_FACTS
+# Facts of how the slices sit in space, not of what the tags say.
+GEOMETRY_FACTS = frozenset({
+    "plane", "single_orientation", "unique_positions", "uniform_spacing", "n_slices",
+    "z_coverage_mm", "slice_spacing_mm", "gantry_tilt_deg",
+})
 
 
 class Action(str, Enum):
@@ -72,6 +77,11 @@ class Rule:
         if self.unless and not self.reject:
             raise ValueError(f"rule '{self.name}': 'unless' only qualifies 'reject'")
 
+    @property
+    def geometric(self) -> bool:
+        """Whether the rule judges the slices' geometry alone."""
+        return all(f in GEOMETRY_FACTS for f in self.facts)
+
 
 @dataclass(frozen=True, slots=True)
 class Rules:
@@ -91,6 +101,16 @@ class Rules:
                 return Decision(False, rule.name, message), tuple(notes)
             notes.append(f"{rule.name}: {message}")
         return Decision(True), tuple(notes)
+
+    def abdominal_by_tags(self, series: Series, decision: Decision) -> bool:
+        """Whether ``decision`` rejected the series for its geometry although every rule on
+        its tags says yes, one naming the abdomen among them: an abdominal CT that is not
+        screened, which a summary must show as such."""
+        rule = next((r for r in self.rules if r.name == decision.rule), None)
+        if decision.eligible or rule is None or not rule.geometric:
+            return False
+        values = facts(series)
+        return all(_apply(r, values)[0] is None for r in self.rules if not r.geometric)
 
 
 def load_rules(path: Path | None = None) -> Rules:

@@ -39,12 +39,20 @@ def group_key(instance: Instance) -> tuple[str, str]:
     return f"derived-{digest}", DERIVED_SOURCE
 
 
-def assemble(instances: Iterable[Instance]) -> tuple[list[Series], list[FileError]]:
+PixelDigest = Callable[[str], "bytes | None"]
+
+
+def assemble(instances: Iterable[Instance], *, pixel_digest: PixelDigest | None = None
+             ) -> tuple[list[Series], list[FileError]]:
     """Group, split and sort instances into series, in a stable order.
 
     A second copy of an instance already seen (same SOPInstanceUID in the same series, as
     when a study was exported twice) is left out of the volume and reported, not dropped.
+    Slices that repeat a position under a new SOPInstanceUID are told apart by their pixels,
+    read (``pixel_digest``, a digest of a file's pixel data) for those positions only: see
+    :func:`split_series`.
     """
+    digest = pixel_digest or _pixel_digest
     groups: dict[tuple[str, str], dict[str, Instance]] = defaultdict(dict)
     duplicates: list[FileError] = []
     for instance in sorted(instances, key=lambda i: i.path):
@@ -63,25 +71,57 @@ def assemble(instances: Iterable[Instance]) -> tuple[list[Series], list[FileErro
         ))
     series: list[Series] = []
     for (key, source), members in sorted(groups.items()):
-        series.extend(split_series(key, source, list(members.values())))
+        found, left_out = split_series(key, source, list(members.values()), digest)
+        series.extend(found)
+        duplicates.extend(left_out)
     return series, duplicates
 
 
-def split_series(key: str, source: str, members: list[Instance]) -> list[Series]:
-    """One Series per volume within a group of instances sharing a key."""
+def _pixel_digest(path: str) -> bytes | None:
+    from screen.headers import pixel_digest
+
+    return pixel_digest(path)
+
+
+def split_series(key: str, source: str, members: list[Instance],
+                 pixel_digest: PixelDigest | None = None) -> tuple[list[Series], list[FileError]]:
+    """One Series per volume within a group of instances sharing a key, and the slices left
+    out of them.
+
+    Repeated slice positions are resolved in this order: by acquisition number when that
+    separates them; else copies of a slice whose pixels are identical keep one copy (the
+    others are reported, and the series says so); else, when every position then holds the
+    same number of slices with different pixels, they are that many volumes (phases of one
+    series), taken in instance-number order. What is still ambiguous stays one series, which
+    the rules reject for its repeated positions.
+    """
     volumes = _split_by(members, _volume_identity)
-    if len(volumes) == 1:
-        parts = _split_repeated_positions(volumes[0])
-        reason = "acquisition number (positions repeat)" if len(parts) > 1 else ""
-    else:
+    left_out: list[FileError] = []
+    notes: tuple[str, ...] = ()
+    if len(volumes) > 1:
         parts, reason = volumes, "orientation or image size"
+    else:
+        parts, reason = _split_repeated_positions(volumes[0]), "acquisition number (positions repeat)"
+        if len(parts) == 1 and _repeats(parts[0]):
+            kept, left_out = _one_copy_of_identical_slices(key, parts[0],
+                                                           pixel_digest or _pixel_digest)
+            if left_out:
+                notes = (f"{len(left_out)} repeated slices with the same pixels as another "
+                         "(copies under a new SOP instance UID) left out; listed in the errors",)
+            parts, reason = _split_phases(kept, pixel_digest or _pixel_digest), (
+                "repeated positions with different pixels (one volume per copy, in "
+                "instance-number order)")
+            if len(parts) == 1 and _repeats(parts[0]):
+                notes += ("slice positions repeat with different pixels, and which slices form "
+                          "one volume is ambiguous",)
     if len(parts) == 1:
-        return [make_series(key, parts[0], uid_source=source)]
+        return [make_series(key, parts[0], uid_source=source, assembly_warnings=notes)], left_out
     log.info("series %s holds %d volumes; split by %s", key, len(parts), reason)
     return [
-        make_series(f"{key}#{n}", part, uid_source=source, split_reason=f"split by {reason}")
+        make_series(f"{key}#{n}", part, uid_source=source, split_reason=f"split by {reason}",
+                    assembly_warnings=notes)
         for n, part in enumerate(parts, start=1)
-    ]
+    ], left_out
 
 
 def _volume_identity(instance: Instance) -> tuple[object, ...]:
@@ -101,10 +141,25 @@ def _split_by(members: list[Instance], key: Callable[[Instance], object]
     return sorted(parts.values(), key=lambda p: (-len(p), p[0].path))
 
 
+def _by_position(members: list[Instance]) -> dict[tuple[float, ...], list[Instance]] | None:
+    """Single-frame slices grouped by position; None when a position is unknown or a file
+    holds several frames (those are judged by their own frame positions)."""
+    if any(m.image_position is None or m.number_of_frames > 1 for m in members):
+        return None
+    positions: dict[tuple[float, ...], list[Instance]] = defaultdict(list)
+    for m in members:
+        positions[_rounded(m.image_position)].append(m)  # type: ignore[arg-type]
+    return positions
+
+
+def _repeats(members: list[Instance]) -> bool:
+    positions = _by_position(members)
+    return positions is not None and len(positions) < len(members)
+
+
 def _split_repeated_positions(members: list[Instance]) -> list[list[Instance]]:
     """Two acquisitions in one UID show up as repeated slice positions."""
-    positions = [m.image_position for m in members if m.image_position is not None]
-    if len(positions) != len(members) or len(set(_rounded(p) for p in positions)) == len(members):
+    if not _repeats(members):
         return [members]
     by_acquisition = _split_by(members, lambda m: m.acquisition_number)
     if len(by_acquisition) > 1:
@@ -112,12 +167,62 @@ def _split_repeated_positions(members: list[Instance]) -> list[list[Instance]]:
     return [members]
 
 
+def _one_copy_of_identical_slices(key: str, members: list[Instance], pixel_digest: PixelDigest
+                                  ) -> tuple[list[Instance], list[FileError]]:
+    """The members with one slice kept of each set of copies with identical pixels at one
+    position, and the copies left out. Only repeated positions have their pixels read."""
+    positions = _by_position(members) or {}
+    kept: list[Instance] = []
+    left_out: list[FileError] = []
+    for position, copies in positions.items():
+        if len(copies) == 1:
+            kept.extend(copies)
+            continue
+        first_of: dict[bytes | str, Instance] = {}
+        for copy in sorted(copies, key=lambda m: m.path):
+            digest = pixel_digest(copy.path)
+            same = first_of.get(digest) if digest is not None else None
+            if same is None:
+                first_of[digest if digest is not None else copy.path] = copy
+                kept.append(copy)
+            else:
+                left_out.append(FileError(
+                    copy.path, Stage.GROUP,
+                    f"a copy of the slice at {_where(position)} in series {key} with the same "
+                    f"pixels (SOP instance {copy.sop_instance_uid or 'unknown'}); kept the copy "
+                    f"at {same.path}"))
+    return kept, left_out
+
+
+def _split_phases(members: list[Instance], pixel_digest: PixelDigest) -> list[list[Instance]]:
+    """As many volumes as every position has slices (with different pixels, by now), each
+    taking one slice per position in instance-number order; or the members as they are when
+    positions do not all repeat alike."""
+    positions = _by_position(members)
+    if positions is None:
+        return [members]
+    counts = {len(copies) for copies in positions.values()}
+    if len(counts) != 1 or (n := counts.pop()) < 2:
+        return [members]
+    phases: list[list[Instance]] = [[] for _ in range(n)]
+    for copies in positions.values():
+        ordered = sorted(copies, key=lambda m: (m.instance_number is None, m.instance_number or 0,
+                                                m.path))
+        for phase, copy in zip(phases, ordered):
+            phase.append(copy)
+    return phases
+
+
+def _where(position: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in position) + ") mm"
+
+
 def _rounded(position: tuple[float, float, float]) -> tuple[float, ...]:
     return tuple(round(v, 2) for v in position)
 
 
 def make_series(key: str, members: list[Instance], *, uid_source: str = UID_SOURCE,
-                split_reason: str = "") -> Series:
+                split_reason: str = "", assembly_warnings: tuple[str, ...] = ()) -> Series:
     ordered = sort_instances(members)
     return Series(
         key=key,
@@ -125,6 +230,7 @@ def make_series(key: str, members: list[Instance], *, uid_source: str = UID_SOUR
         geometry=measure(ordered),
         uid_source=uid_source,
         split_reason=split_reason,
+        assembly_warnings=assembly_warnings,
     )
 
 
