@@ -88,12 +88,13 @@ def split_series(key: str, source: str, members: list[Instance],
     """One Series per volume within a group of instances sharing a key, and the slices left
     out of them.
 
-    Repeated slice positions are resolved in this order: by acquisition number when that
-    separates them; else copies of a slice whose pixels are identical keep one copy (the
-    others are reported, and the series says so); else, when every position then holds the
-    same number of slices with different pixels, they are that many volumes (phases of one
-    series), taken in instance-number order. What is still ambiguous stays one series, which
-    the rules reject for its repeated positions.
+    Repeated slice positions are resolved in this order: by acquisition number when each
+    acquisition then holds every position once; else copies of a slice whose pixels are
+    identical keep one copy (the others are reported, and the series says so), read for the
+    repeated positions only; then by acquisition number again; else, when every position
+    holds the same number of slices with different pixels, they are that many volumes
+    (phases of one series), taken in instance-number order. What is still ambiguous stays
+    one series, which the rules reject for its repeated positions.
     """
     volumes = _split_by(members, _volume_identity)
     left_out: list[FileError] = []
@@ -101,16 +102,18 @@ def split_series(key: str, source: str, members: list[Instance],
     if len(volumes) > 1:
         parts, reason = volumes, "orientation or image size"
     else:
-        parts, reason = _split_repeated_positions(volumes[0]), "acquisition number (positions repeat)"
+        parts, reason = _by_acquisition(volumes[0]), "acquisition number (positions repeat)"
         if len(parts) == 1 and _repeats(parts[0]):
             kept, left_out = _one_copy_of_identical_slices(key, parts[0],
                                                            pixel_digest or _pixel_digest)
             if left_out:
                 notes = (f"{len(left_out)} repeated slices with the same pixels as another "
                          "(copies under a new SOP instance UID) left out; listed in the errors",)
-            parts, reason = _split_phases(kept, pixel_digest or _pixel_digest), (
-                "repeated positions with different pixels (one volume per copy, in "
-                "instance-number order)")
+            parts = _by_acquisition(kept)
+            if len(parts) == 1:
+                parts, reason = _split_phases(kept), (
+                    "repeated positions with different pixels (one volume per copy, in "
+                    "instance-number order)")
             if len(parts) == 1 and _repeats(parts[0]):
                 notes += ("slice positions repeat with different pixels, and which slices form "
                           "one volume is ambiguous",)
@@ -157,12 +160,15 @@ def _repeats(members: list[Instance]) -> bool:
     return positions is not None and len(positions) < len(members)
 
 
-def _split_repeated_positions(members: list[Instance]) -> list[list[Instance]]:
-    """Two acquisitions in one UID show up as repeated slice positions."""
+def _by_acquisition(members: list[Instance]) -> list[list[Instance]]:
+    """Two acquisitions in one UID show up as repeated slice positions: split by acquisition
+    number when each acquisition then holds every position once (not when the scanner numbers
+    each slice as its own acquisition, which a copied slice would shatter)."""
     if not _repeats(members):
         return [members]
     by_acquisition = _split_by(members, lambda m: m.acquisition_number)
-    if len(by_acquisition) > 1:
+    if len(by_acquisition) > 1 and not any(_repeats(part) for part in by_acquisition) \
+            and all(len(part) > 1 for part in by_acquisition):
         return by_acquisition
     return [members]
 
@@ -194,7 +200,7 @@ def _one_copy_of_identical_slices(key: str, members: list[Instance], pixel_diges
     return kept, left_out
 
 
-def _split_phases(members: list[Instance], pixel_digest: PixelDigest) -> list[list[Instance]]:
+def _split_phases(members: list[Instance]) -> list[list[Instance]]:
     """As many volumes as every position has slices (with different pixels, by now), each
     taking one slice per position in instance-number order; or the members as they are when
     positions do not all repeat alike."""

@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from screen.index import index, summary
+from tests.conftest import need
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,15 @@ def test_an_ambiguous_repeat_is_rejected_and_counted_as_an_abdominal_ct(abdomina
     assert entry.abdominal_by_tags
     assert any("ambiguous" in w for w in entry.warnings)
     assert summary(result)["abdominal_by_tags_rejected_for_geometry"] == {"positions": 1}
+
+
+def test_a_copied_slice_does_not_shatter_a_series_numbered_by_acquisition(corpus: Path,
+                                                                          tmp_path: Path) -> None:
+    # This scanner gives each slice an acquisition number of its own.
+    series = tmp_path / "ge"
+    shutil.copytree(need(corpus / "dcm_qa_ct/In/GE"), series)
+    _rewrite(series / "05.dcm", series / "copy-05.dcm", SOPInstanceUID=generate_uid())
+    result, entries = _entries(series)
+    [entry] = entries.values()
+    assert len(entry.series.instances) == 28 and entry.series.geometry.unique_positions
+    assert [e.path for e in result.errors] == [str(series / "copy-05.dcm")]
