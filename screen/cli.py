@@ -5,6 +5,7 @@ clear messages and exit codes. Progress and summaries go to stderr; nothing else
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +38,21 @@ RulesOption = Annotated[Path | None, typer.Option(
     exists=True, dir_okay=False)]
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", min=1, help="Worker processes for reading headers (default: one per core).")]
+
+
+# The choices of scan's --backend and --precision, spelled out so that `screen --help` loads
+# no backend; tests hold them to screen.backends' own registry and precisions.
+class Backend(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -80,9 +96,11 @@ def index_command(
 ) -> None:
     """Crawl archives and decide which series to screen, reading headers only (no pixels)."""
     from screen.index import index, summary, write_outputs
+    from screen.outputs import refuse_inside_archives
     from screen.select import load_rules
 
     try:
+        refuse_inside_archives(archives, {"--out": out, "--errors": errors})
         loaded = load_rules(rules)
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -104,15 +122,22 @@ def scan_command(
         "--errors", help="Errors table (default: errors.parquet beside --out).")] = None,
     model: Annotated[str, typer.Option("--model", help="Model package name or folder.")] = (
         "pancreas-phantom-v1"),
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto, tensorrt, torch or onnxruntime.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or int8.")] = "fp32",
+    backend: Annotated[Backend, typer.Option(
+        "--backend", help="Where the networks run (auto: the fastest this machine has).")] = (
+        Backend.auto),
+    precision: Annotated[Precision, typer.Option(
+        "--precision", help="Numeric precision (fp16 and int8 need an engine built by "
+        "build-engine).")] = Precision.fp32,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="CPU worker processes (default: one per core).")] = None,
     gpus: Annotated[int | None, typer.Option(
         "--gpus", min=0, help="GPUs to use (default: all NVML sees; 0 for none).")] = None,
     scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", help="Use a running Dask cluster, e.g. tcp://10.0.0.5:8786.")] = None,
+        "--scheduler", help="Use a running Dask cluster, e.g. tls://10.0.0.5:8786.")] = None,
+    scheduler_security: Annotated[Path | None, typer.Option(
+        "--scheduler-security", help="Dask configuration file with the TLS CA, certificate and "
+        "key to reach a --scheduler cluster that uses TLS.", exists=True,
+        dir_okay=False)] = None,
     worker_memory: Annotated[str | None, typer.Option(
         "--worker-memory", help="Memory each local worker may use, e.g. 4GiB. A worker that "
         "goes over is restarted; a series that does it on its own is an error row (default: "
@@ -138,11 +163,18 @@ def scan_command(
         "keep it to re-identify).", dir_okay=False)] = None,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
+    from screen.outputs import refuse_inside_archives
     from screen.pseudonym import create_key_file
     from screen.scan import ScanOptions, scan
 
     if pseudonymize != (pseudonymize_key is not None):
         raise fail("--pseudonymize and --pseudonymize-key go together")
+    if scheduler_security is not None and not scheduler:
+        raise fail("--scheduler-security goes with --scheduler (a local cluster makes its own)")
+    try:
+        refuse_inside_archives(archives, {"--pseudonymize-key": pseudonymize_key})
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     if pseudonymize_key is not None and not pseudonymize_key.exists():
         create_key_file(pseudonymize_key)
         err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
@@ -153,8 +185,10 @@ def scan_command(
         raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
                    "cluster --memory-limit when you start them")
     memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
-    options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
-                          gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
+    options = ScanOptions(model=model, backend=backend.value, precision=precision.value,
+                          workers=workers,
+                          gpus=gpus, scheduler=scheduler, scheduler_security=scheduler_security,
+                          worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
                           dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
@@ -172,6 +206,9 @@ def scan_command(
         "flagged": summary.flagged,
     }, {"worklist": summary.worklist, "inventory": summary.inventory, "errors": summary.errors},
         title="screen scan")
+    if summary.eligible and not summary.scored and summary.failed:
+        raise fail(f"all {summary.failed} eligible series failed; the error column of "
+                   f"{summary.worklist} says why", code=1)
 
 
 @app.command("synth")
