@@ -172,7 +172,11 @@ def scan_command(
     if scheduler_security is not None and not scheduler:
         raise fail("--scheduler-security goes with --scheduler (a local cluster makes its own)")
     try:
-        refuse_inside_archives(archives, {"--pseudonymize-key": pseudonymize_key})
+        # Before anything is written or shown (the library checks again, for its callers).
+        refuse_inside_archives(archives, {
+            "--out": out, "--inventory": inventory, "--errors": errors,
+            "--review-dir": review_dir, "--dicom-out": dicom_out,
+            "--pseudonymize-key": pseudonymize_key})
     except ValueError as exc:
         raise fail(str(exc)) from None
     if pseudonymize_key is not None and not pseudonymize_key.exists():

@@ -128,6 +128,11 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     from screen.model.package import find_package
 
     progress = progress or ScanProgress()
+    inventory = inventory or out.with_name("inventory.parquet")
+    errors = errors or out.with_name("errors.parquet")
+    refuse_inside_archives(roots, {"--out": out, "--inventory": inventory, "--errors": errors,
+                                   "--review-dir": options.review_dir,
+                                   "--dicom-out": options.dicom_out})
     rules = load_rules(options.rules)
     package = find_package(options.model)  # fails here, before any work, if the model is wrong
     if NOT_DIAGNOSTIC in package.card.intended_use.lower():
@@ -136,11 +141,6 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
                            f"diagnostic use. {why}".strip())
     threshold = worklist.check_threshold(
         options.threshold if options.threshold is not None else package.card.threshold)
-    inventory = inventory or out.with_name("inventory.parquet")
-    errors = errors or out.with_name("errors.parquet")
-    refuse_inside_archives(roots, {"--out": out, "--inventory": inventory, "--errors": errors,
-                                   "--review-dir": options.review_dir,
-                                   "--dicom-out": options.dicom_out})
     security = site_security(options.scheduler_security) if options.scheduler_security else None
     with OutputLock(out) as lock:
         if lock.stale is not None:
