@@ -171,6 +171,12 @@ def scan_command(
         raise fail("--pseudonymize and --pseudonymize-key go together")
     if scheduler_security is not None and not scheduler:
         raise fail("--scheduler-security goes with --scheduler (a local cluster makes its own)")
+    if review_top and review_dir is None:
+        raise fail("--review-top needs --review-dir")
+    if worker_memory is not None and scheduler:
+        raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
+                   "cluster --memory-limit when you start them")
+    memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
     try:
         # Before anything is written or shown (the library checks again, for its callers).
         refuse_inside_archives(archives, {
@@ -183,12 +189,6 @@ def scan_command(
         create_key_file(pseudonymize_key)
         err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
                   highlight=False)
-    if review_top and review_dir is None:
-        raise fail("--review-top needs --review-dir")
-    if worker_memory is not None and scheduler:
-        raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
-                   "cluster --memory-limit when you start them")
-    memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
     options = ScanOptions(model=model, backend=backend.value, precision=precision.value,
                           workers=workers,
                           gpus=gpus, scheduler=scheduler, scheduler_security=scheduler_security,
