@@ -4,10 +4,11 @@ it finishes; the worklist must be the one an uninterrupted sweep writes, with no
     python -m bench.kill_resume_bench [--kills 20] [--cases 2] [--matrix 48] [--seed 0]
 
 Each kill takes the sweep's whole process group (client, scheduler, nannies, workers) at a
-moment drawn uniformly over an uninterrupted sweep's wall time, so kills land while the
-cluster starts, while headers are read, while series are screened and while outputs are
-written. A sweep that finishes before its kill moment does not count as a kill; the next try
-draws again. Numbers go to out/bench/kill_resume.json.
+random moment: half of them drawn uniformly over an uninterrupted sweep's wall time (most of
+which, on a small archive, is starting the cluster and reading headers), half over the part of
+it in which series are screened and outputs written (from its first part file to its end), so
+that kills land in every phase. A sweep that finishes before its kill moment does not count as
+a kill; it is checked, and the next try starts afresh. Numbers go to out/bench/kill_resume.json.
 """
 
 from __future__ import annotations
@@ -40,11 +41,19 @@ def archive(cases: int, matrix: int) -> Path:
     return root / "archive"
 
 
-def _sweep(folder: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "screen", "scan", str(folder), "--out", str(out), "--workers",
-         WORKERS, "--gpus", "0", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+def _sweep(folder: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """The sweep in a session of its own (so that one signal reaches all its processes),
+    its messages appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "screen", "scan", str(folder), "--out", str(out),
+             "--workers", WORKERS, "--gpus", "0", *extra],
+            stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
 
 
 def _rows_in_parts(out: Path) -> int:
@@ -66,7 +75,7 @@ def _worklist(out: Path) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--cases", type=int, default=2)
+    parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--matrix", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -76,11 +85,17 @@ def main() -> None:
 
     reference = work / "uninterrupted" / "worklist.parquet"
     start = time.perf_counter()
-    run = _sweep(folder, reference, "--no-resume")
-    _, stderr = run.communicate()
-    if run.returncode != 0:
-        raise SystemExit(f"the uninterrupted sweep failed: {stderr[-2000:]}")
+    log = work / "sweeps.log"
+    run = _sweep(folder, reference, log, "--no-resume")
+    first_part = None
+    while run.poll() is None:
+        if first_part is None and _rows_in_parts(reference):
+            first_part = time.perf_counter() - start
+        time.sleep(0.05)
     wall = time.perf_counter() - start
+    if run.returncode != 0:
+        raise SystemExit(f"the uninterrupted sweep failed: {_tail(log)}")
+    first_part = first_part or wall * 0.8
     expected = _worklist(reference)
 
     out = work / "killed" / "worklist.parquet"
@@ -88,9 +103,9 @@ def main() -> None:
     kills: list[dict[str, object]] = []
     finished_early: list[bool] = []  # for each: its worklist was the uninterrupted one
     while len(kills) < args.kills:
-        moment = rng.uniform(0.5, wall)
+        moment = rng.uniform(0.5 if len(kills) % 2 else first_part, wall)
         before = _rows_in_parts(out)
-        run = _sweep(folder, out)
+        run = _sweep(folder, out, log)
         try:
             run.wait(timeout=moment)
         except subprocess.TimeoutExpired:
@@ -106,16 +121,16 @@ def main() -> None:
                       "worklist_written": out.exists()})
         print(f"kill {len(kills)} at {moment:.1f} s: {kills[-1]}", flush=True)
 
-    run = _sweep(folder, out)
-    _, stderr = run.communicate()
-    if run.returncode != 0:
-        raise SystemExit(f"the final resume failed: {stderr[-2000:]}")
+    run = _sweep(folder, out, log)
+    if run.wait() != 0:
+        raise SystemExit(f"the final resume failed: {_tail(log)}")
     got = _worklist(out)
     keys = [row[1] for row in got]
     same = got == expected
     save("kill_resume", {
         "archive": {"cases": args.cases, "matrix": args.matrix, "series": len(expected)},
         "uninterrupted_wall_seconds": round(wall, 1),
+        "uninterrupted_first_rows_after_seconds": round(first_part, 1),
         "kills": len(kills),
         "sweeps_that_finished_before_their_kill": len(finished_early),
         "of_those_identical_to_uninterrupted": sum(finished_early),

@@ -196,7 +196,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         worker_rss = client.run(peak_rss_mib)
     clock = time.perf_counter()
 
-    screened = _with_what_loading_found(result, rows, pseudonymizer)
+    screened = _with_what_loading_found(result, rows)
     if screened is not result:  # the inventory learns what the pixels said
         result = screened
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
@@ -243,11 +243,12 @@ def _check_detector(client: Client, spec: DetectorSpec) -> None:
                          f"--precision {spec.precision}: {problem}")
 
 
-def _with_what_loading_found(result: indexing.IndexResult, rows: list[dict[str, object]],
-                             pseudonymizer: Pseudonymizer | None) -> indexing.IndexResult:
+def _with_what_loading_found(result: indexing.IndexResult, rows: list[dict[str, object]]
+                             ) -> indexing.IndexResult:
     """The index result with what screening learnt from the pixels: series whose content
     ruled them out, and, for series scored without some damaged slices, those slices gone
-    from ``files`` and the loader's warnings added (pseudonymised where the sweep is)."""
+    from ``files`` and the loader's warnings added (as the rows hold them: pseudonymised
+    already where the sweep is)."""
     ruled_out = worklist.rejected(rows)
     if ruled_out:
         result = indexing.with_content_decisions(result, ruled_out)
