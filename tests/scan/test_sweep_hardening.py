@@ -172,3 +172,23 @@ def test_a_sweep_in_which_every_series_failed_exits_non_zero(archive, tmp_path: 
         in _words(stderr)
     (row,) = pq.read_table(out).to_pylist()
     assert row["status"] == "error" and "is damaged" in row["error"]
+
+
+def test_a_pseudonymised_sweep_records_left_out_slices_without_identifiers(
+        archive, tmp_path: Path) -> None:
+    # The warning names the damaged file, whose folders hold the patient's ID.
+    from screen.pseudonym import create_key_file, find_identifiers
+
+    folder, _, chosen, damaged = archive
+    out = tmp_path / "out" / "worklist.parquet"
+    key = create_key_file(tmp_path / "key.bin")
+    scan([folder], out, options=ScanOptions(workers=2, gpus=0, pseudonymize_key=key))
+    row = next(r for r in pq.read_table(out).to_pylist()
+               if r["series_instance_uid"] == chosen["series_instance_uid"])
+    inventory = next(r for r in pq.read_table(out.with_name("inventory.parquet")).to_pylist()
+                     if r["series_instance_uid"] == chosen["series_instance_uid"])
+    assert any("left out" in w for w in row["warnings"])
+    assert any("left out" in w for w in inventory["warnings"])
+    identifiers = {pydicom.dcmread(damaged, stop_before_pixels=True).PatientID}
+    assert any(i in str(damaged) for i in identifiers), "the test needs an ID in the path"
+    assert find_identifiers(out.parent, identifiers) == []
