@@ -14,6 +14,7 @@ BENCHMARKS = {
     "engines": "bench.engines_bench",
     "scan": "bench.scan_bench",
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
+    "kill-resume": "bench.kill_resume_bench",  # 20 SIGKILLs of the whole sweep, resumed
 }
 
 

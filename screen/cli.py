@@ -5,6 +5,7 @@ clear messages and exit codes. Progress and summaries go to stderr; nothing else
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,21 @@ WorkersOption = Annotated[int | None, typer.Option(
 FollowLinksOption = Annotated[bool, typer.Option(
     "--follow-links", help="Follow symbolic links that lead out of the archive (by default "
     "they are listed in the errors and not followed).")]
+
+
+# The choices of scan's --backend and --precision, spelled out so that `screen --help` loads
+# no backend; tests hold them to screen.backends' own registry and precisions.
+class Backend(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -85,10 +101,12 @@ def index_command(
     """Crawl archives and decide which series to screen, reading headers only (no pixels)."""
     from screen.atomic import check_writable
     from screen.index import index, summary, write_outputs
+    from screen.outputs import refuse_inside_archives
     from screen.select import load_rules
 
     errors_path = errors or out.with_name("errors.parquet")
     try:
+        refuse_inside_archives(archives, {"--out": out, "--errors": errors})
         loaded = load_rules(rules)
         for path in (out, errors_path):  # before any work, not after it
             check_writable(path)
@@ -112,15 +130,22 @@ def scan_command(
         "--errors", help="Errors table (default: errors.parquet beside --out).")] = None,
     model: Annotated[str, typer.Option("--model", help="Model package name or folder.")] = (
         "pancreas-phantom-v1"),
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto, tensorrt, torch or onnxruntime.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or int8.")] = "fp32",
+    backend: Annotated[Backend, typer.Option(
+        "--backend", help="Where the networks run (auto: the fastest this machine has).")] = (
+        Backend.auto),
+    precision: Annotated[Precision, typer.Option(
+        "--precision", help="Numeric precision (fp16 and int8 need an engine built by "
+        "build-engine).")] = Precision.fp32,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="CPU worker processes (default: one per core).")] = None,
     gpus: Annotated[int | None, typer.Option(
         "--gpus", min=0, help="GPUs to use (default: all NVML sees; 0 for none).")] = None,
     scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", help="Use a running Dask cluster, e.g. tcp://10.0.0.5:8786.")] = None,
+        "--scheduler", help="Use a running Dask cluster, e.g. tls://10.0.0.5:8786.")] = None,
+    scheduler_security: Annotated[Path | None, typer.Option(
+        "--scheduler-security", help="Dask configuration file with the TLS CA, certificate and "
+        "key to reach a --scheduler cluster that uses TLS.", exists=True,
+        dir_okay=False)] = None,
     worker_memory: Annotated[str | None, typer.Option(
         "--worker-memory", help="Memory each local worker may use, e.g. 4GiB. A worker that "
         "goes over is restarted; a series that does it on its own is an error row (default: "
@@ -147,23 +172,36 @@ def scan_command(
     follow_links: FollowLinksOption = False,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
+    from screen.outputs import refuse_inside_archives
     from screen.pseudonym import create_key_file
     from screen.scan import ScanOptions, scan
 
     if pseudonymize != (pseudonymize_key is not None):
         raise fail("--pseudonymize and --pseudonymize-key go together")
-    if pseudonymize_key is not None and not pseudonymize_key.exists():
-        create_key_file(pseudonymize_key)
-        err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
-                  highlight=False)
+    if scheduler_security is not None and not scheduler:
+        raise fail("--scheduler-security goes with --scheduler (a local cluster makes its own)")
     if review_top and review_dir is None:
         raise fail("--review-top needs --review-dir")
     if worker_memory is not None and scheduler:
         raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
                    "cluster --memory-limit when you start them")
     memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
-    options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
-                          gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
+    try:
+        # Before anything is written or shown (the library checks again, for its callers).
+        refuse_inside_archives(archives, {
+            "--out": out, "--inventory": inventory, "--errors": errors,
+            "--review-dir": review_dir, "--dicom-out": dicom_out,
+            "--pseudonymize-key": pseudonymize_key})
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if pseudonymize_key is not None and not pseudonymize_key.exists():
+        create_key_file(pseudonymize_key)
+        err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
+                  highlight=False)
+    options = ScanOptions(model=model, backend=backend.value, precision=precision.value,
+                          workers=workers,
+                          gpus=gpus, scheduler=scheduler, scheduler_security=scheduler_security,
+                          worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
                           dicom_out=dicom_out, pseudonymize_key=pseudonymize_key,
@@ -183,6 +221,9 @@ def scan_command(
         "flagged": summary.flagged,
     }, {"worklist": summary.worklist, "inventory": summary.inventory, "errors": summary.errors},
         title="screen scan")
+    if summary.eligible and not summary.scored and summary.failed:
+        raise fail(f"all {summary.failed} eligible series failed; the error column of "
+                   f"{summary.worklist} says why", code=1)
 
 
 @app.command("synth")

@@ -1,5 +1,10 @@
 """Where a sweep's work runs: a local Dask cluster on 127.0.0.1, or the user's own.
 
+A local cluster speaks TLS with a certificate made for it alone and kept in memory
+(``Security.temporary()``): another account on the machine that finds the scheduler's port
+cannot connect to it and run code as the sweep's user. A site's own cluster (``--scheduler``)
+is reached with the site's certificates, given as a Dask configuration file.
+
 Local clusters have CPU workers (resource ``CPU``) that read, decode and, when there is no
 GPU, also run the detector; and one worker per GPU (resource ``GPU``), pinned to its GPU by
 UUID through CUDA_VISIBLE_DEVICES. Each worker process loads the detector once, through a
@@ -12,9 +17,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import dask
 from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin, get_worker
+from distributed.security import Security
 
 from screen.gpus import Gpu
 
@@ -100,25 +107,55 @@ def cluster_spec(cpu_workers: int, gpus: tuple[Gpu, ...], memory_limit: int = 0
     return workers
 
 
+def site_security(path: Path) -> Security:
+    """The TLS settings of a Dask configuration file (``distributed.comm.tls``: the CA, and
+    this client's certificate and key), for a site's cluster; ValueError naming what is
+    missing."""
+    if not Path(path).is_file():
+        raise ValueError(f"--scheduler-security {path} is not a file")
+    try:
+        config = dask.config.collect(paths=[str(path)], env={})
+    except ValueError as exc:
+        raise ValueError(f"--scheduler-security {path}: {' '.join(str(exc).split())}") from None
+    files = {}
+    for key in ("ca-file", "client.cert", "client.key"):
+        name = f"distributed.comm.tls.{key}"
+        value = dask.config.get(name, default=None, config=config)
+        if not value:
+            raise ValueError(f"--scheduler-security {path} does not set {name}")
+        if not Path(value).is_file():
+            raise ValueError(f"--scheduler-security {path}: {name} {value} is not a file")
+        files[key] = str(value)
+    return Security(require_encryption=True, tls_ca_file=files["ca-file"],
+                    tls_client_cert=files["client.cert"], tls_client_key=files["client.key"])
+
+
 @contextmanager
 def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...],
-            memory_limit: int = 0) -> Iterator[Client]:
-    """A client on the user's scheduler, or on a local cluster that lives as long as the block
-    (``memory_limit``: bytes per local worker, 0 for none; the user's workers set their own)."""
+            memory_limit: int = 0, security: Security | None = None) -> Iterator[Client]:
+    """A client on the user's scheduler (through ``security`` where its cluster speaks TLS),
+    or on a local TLS cluster that lives as long as the block (``memory_limit``: bytes per
+    local worker, 0 for none; the user's workers set their own)."""
     if scheduler:
-        with Client(scheduler, timeout="30s") as client:
+        with Client(scheduler, timeout="30s", security=security) as client:
             yield client
         return
+    # Only processes holding this certificate (this client, the scheduler and the workers
+    # started here, which inherit it) can connect; it never touches the disk.
+    local = Security.temporary()
+    workers = cluster_spec(cpu_workers, gpus, memory_limit)
+    for worker in workers.values():
+        worker["options"]["security"] = local
     # Dask's retries of a task lost with its worker stay: reading headers has no other guard
     # against a worker that dies once. A series that kills its worker every time costs a few
     # more restarts; the sweep then screens it again alone (screen.scan._screen_all).
-    scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                                   "dashboard_address": "127.0.0.1:0"}}
+    scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1", "protocol": "tls",
+                                                   "dashboard_address": "127.0.0.1:0",
+                                                   "security": local}}
     with dask.config.set(LOCAL_CLUSTER_CONFIG), \
-            SpecCluster(workers=cluster_spec(cpu_workers, gpus, memory_limit),
-                        scheduler=scheduler_spec, asynchronous=False,
-                        silence_logs=logging.WARNING) as cluster, \
-            Client(cluster) as client:
+            SpecCluster(workers=workers, scheduler=scheduler_spec, asynchronous=False,
+                        silence_logs=logging.WARNING, security=local) as cluster, \
+            Client(cluster, security=local) as client:
         yield client
 
 

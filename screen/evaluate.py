@@ -506,6 +506,12 @@ def evaluate(
     truth_uids = {c.series_instance_uid for c in truth_cases}
     n_unmatched = sum(uid not in truth_uids for uid in table.entries)
     missing = tuple(c.truth.series_instance_uid for c in cases if c.found == MISSING)
+    if len(missing) == len(cases):
+        # Every case would count as a miss: the rates would describe nothing of this sweep.
+        raise ValueError(
+            f"0 matched: none of the {len(cases)} series in {truth} is in the worklist "
+            f"{worklist} ({len(table.entries)} series); is this the truth of the archive swept?"
+        )
     errors = tuple(c.truth.series_instance_uid for c in cases if c.found == ERROR)
     notes: list[str] = []
     if missing or errors:

@@ -200,6 +200,7 @@ class Volume:
     # The array axis the acquired slices follow one another along (and slice_uids index):
     # 0 (k) for an axial acquisition; 1 (j) for coronal, 2 (i) for sagittal ones.
     slice_axis: int = 0
+    left_out: tuple[str, ...] = ()  # files of the series whose damaged pixels were left out
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:

@@ -7,6 +7,10 @@
 Dask decides only where each step runs. The client keeps a bounded window of series in
 flight, writes finished rows to part files as they come, and on --resume skips every series
 the same model package already scored.
+
+Before any work: no output may lie inside an archive, one sweep at a time holds ``--out``,
+and the model package is opened and run once, on a worker, on a tiny input; a model that
+cannot run fails the sweep there, in one line, instead of in every series' row.
 """
 
 from __future__ import annotations
@@ -14,19 +18,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distributed import Client, Future, KilledWorker, wait
+from distributed.security import Security
 
 from screen import index as indexing
 from screen import worklist
-from screen.cluster import DetectorPlugin, DetectorSpec, connect, has_gpu_workers, worker_detector
+from screen.cluster import (
+    DetectorPlugin,
+    DetectorSpec,
+    connect,
+    has_gpu_workers,
+    site_security,
+    worker_detector,
+)
 from screen.gpus import find_gpus
 from screen.memory import peak_rss_mib
+from screen.outputs import OutputLock, refuse_inside_archives
 from screen.pseudonym import Pseudonymizer, read_key_file
 from screen.records import InventoryEntry, Series, Volume
-from screen.select import load_rules
+from screen.select import Rules, load_rules
+
+if TYPE_CHECKING:
+    from screen.model.package import ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +62,7 @@ class ScanOptions:
     gpus: int | None = None  # None: every GPU NVML sees; 0: none
     cpu_threads: int | None = None  # per worker; None: an even share of this machine's cores
     scheduler: str | None = None
+    scheduler_security: Path | None = None  # a Dask configuration file with the site's TLS
     worker_memory: int = 0  # bytes each local worker may use; 0: no cap
     resume: bool = True
     threshold: float | None = None
@@ -102,6 +120,9 @@ class ScanSummary:
     worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)
     # Series whose tags say abdominal CT that were turned away for their geometry, by rule.
     abdominal_rejected_for_geometry: dict[str, int] = field(default_factory=dict)
+    # Flagged series whose review page or DICOM asked for could not be written, even when
+    # tried again at the end of the sweep (by series key).
+    missing_extras: tuple[str, ...] = ()
 
 
 def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
@@ -110,6 +131,11 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     from screen.model.package import find_package
 
     progress = progress or ScanProgress()
+    inventory = inventory or out.with_name("inventory.parquet")
+    errors = errors or out.with_name("errors.parquet")
+    refuse_inside_archives(roots, {"--out": out, "--inventory": inventory, "--errors": errors,
+                                   "--review-dir": options.review_dir,
+                                   "--dicom-out": options.dicom_out})
     rules = load_rules(options.rules)
     package = find_package(options.model)  # fails here, before any work, if the model is wrong
     if NOT_DIAGNOSTIC in package.card.intended_use.lower():
@@ -118,8 +144,18 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
                            f"diagnostic use. {why}".strip())
     threshold = worklist.check_threshold(
         options.threshold if options.threshold is not None else package.card.threshold)
-    inventory = inventory or out.with_name("inventory.parquet")
-    errors = errors or out.with_name("errors.parquet")
+    security = site_security(options.scheduler_security) if options.scheduler_security else None
+    with OutputLock(out) as lock:
+        if lock.stale is not None:
+            progress.on_notice(f"took over the lock on {out} left by a sweep that is no longer "
+                               f"running ({lock.stale})")
+        return _scan_locked(roots, out, inventory, errors, options, progress, package, rules,
+                            threshold, security)
+
+
+def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path,
+                 options: ScanOptions, progress: ScanProgress, package: ModelPackage,
+                 rules: Rules, threshold: float, security: Security | None) -> ScanSummary:
     key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
     outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key)
     pseudonymizer = outputs.pseudonymizer()
@@ -135,10 +171,11 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         None if options.scheduler else max(1, indexing.default_workers() // cpu_workers))
     spec = DetectorSpec(str(package.path), options.backend, options.precision, threads)
     with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus,
-                 memory_limit=options.worker_memory) as client:
+                 memory_limit=options.worker_memory, security=security) as client:
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
         client.register_plugin(DetectorPlugin(spec))
+        _check_detector(client, spec)
         clock = time.perf_counter()
         result = indexing.index(roots, rules=rules, executor=client.get_executor(),
                                 progress=progress.index, follow_links=options.follow_links)
@@ -155,16 +192,18 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         eligible_keys = {e.series.key for e in result.eligible}
         rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
         table = worklist.finalise(rows, threshold)
+        clock = time.perf_counter()
+        missing_extras = _fill_in_extras(client, table, result, outputs, progress)
         if options.review_dir is not None:
-            clock = time.perf_counter()
             _review_top(client, table, result, options.review_top, outputs)
+        if options.review_dir is not None or options.dicom_out is not None:
             seconds["review"] = time.perf_counter() - clock
         worker_rss = client.run(peak_rss_mib)
     clock = time.perf_counter()
 
-    ruled_out = worklist.rejected(rows)
-    if ruled_out:  # the inventory learns what the pixels said
-        result = indexing.with_content_decisions(result, ruled_out)
+    screened = _with_what_loading_found(result, rows)
+    if screened is not result:  # the inventory learns what the pixels said
+        result = screened
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
     store.compact(rows)
@@ -194,7 +233,83 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
         seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
         abdominal_rejected_for_geometry=result.abdominal_rejected_for_geometry,
+        missing_extras=missing_extras,
     )
+
+
+def _check_detector(client: Client, spec: DetectorSpec) -> None:
+    """Open the model package on a worker and run each network once on a tiny input, before
+    any work: a broken package or an unusable backend or precision is one clear error here."""
+    split = has_gpu_workers(client)
+    future = client.submit(check_detector, key="screen-check-model", pure=False,
+                           resources={"GPU": 1} if split else None)
+    problem = future.result()
+    if problem:
+        raise ValueError(f"model {spec.model} cannot run with --backend {spec.backend} "
+                         f"--precision {spec.precision}: {problem}")
+
+
+def _with_what_loading_found(result: indexing.IndexResult, rows: list[dict[str, object]]
+                             ) -> indexing.IndexResult:
+    """The index result with what screening learnt from the pixels: series whose content
+    ruled them out, and, for series scored without some damaged slices, those slices gone
+    from ``files`` and the loader's warnings added (as the rows hold them: pseudonymised
+    already where the sweep is)."""
+    ruled_out = worklist.rejected(rows)
+    if ruled_out:
+        result = indexing.with_content_decisions(result, ruled_out)
+    noted = {str(r[worklist.KEY_COLUMN]): r for r in rows
+             if r["status"] == "ok" and (r.get("warnings") or r.get(worklist.LEFT_OUT_COLUMN))}
+    if not noted:
+        return result
+    entries = []
+    for entry in result.entries:
+        row = noted.get(entry.series.key)
+        if row is not None:
+            left_out = set(row.get(worklist.LEFT_OUT_COLUMN) or ())
+            kept = tuple(i for i in entry.series.instances if i.sop_instance_uid not in left_out)
+            entry = replace(entry, series=replace(entry.series, instances=kept or
+                                                  entry.series.instances),
+                            warnings=entry.warnings + tuple(row.get("warnings") or ()))
+        entries.append(entry)
+    return replace(result, entries=tuple(entries))
+
+
+def _fill_in_extras(client: Client, table, result: indexing.IndexResult,
+                    outputs: SeriesOutputs, progress: ScanProgress) -> tuple[str, ...]:
+    """Review pages and DICOM asked for but absent for a flagged series (a series resumed from
+    a sweep run without them, or whose writing failed, a full disk say) are written now; the
+    keys of those still without them afterwards."""
+    if outputs.review_dir is None and outputs.dicom_out is None:
+        return ()
+    by_key = {e.series.key: e for e in result.eligible}
+    flagged = [r for r in table.to_pylist() if r["status"] == "ok" and r["flagged"]
+               and r[worklist.KEY_COLUMN] in by_key]
+    lacking = [r for r in flagged if _missing_extras(by_key[r[worklist.KEY_COLUMN]].series,
+                                                     outputs)]
+    if not lacking:
+        return ()
+    progress.on_notice(f"writing the review pages or DICOM missing for {len(lacking)} flagged "
+                       "series")
+    futures = [client.submit(write_extras_again, by_key[r[worklist.KEY_COLUMN]].series, r,
+                             outputs, pure=False) for r in lacking]
+    wait(futures)
+    still = tuple(r[worklist.KEY_COLUMN] for r in lacking
+                  if _missing_extras(by_key[r[worklist.KEY_COLUMN]].series, outputs))
+    if still:
+        progress.on_notice(f"{len(still)} flagged series still lack their review page or DICOM "
+                           f"(run the sweep again to retry): {', '.join(still)}")
+    return still
+
+
+def _missing_extras(series: Series, outputs: SeriesOutputs) -> bool:
+    from screen.dicom_out.sources import output_path
+    from screen.review import page_path
+
+    if outputs.review_dir is not None and not page_path(outputs.review_dir, series.key).is_file():
+        return True
+    return outputs.dicom_out is not None and not all(
+        output_path(outputs.dicom_out, series, kind).is_file() for kind in ("sr", "seg"))
 
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
@@ -297,7 +412,7 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a lost task (KilledWorker) must still leave a row
-        log.warning("series %s failed: %s", entry.series.key, exc)
+        log.info("series %s failed: %s", entry.series.key, exc)
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KilledWorker):
             reason = ("the worker screening this series died, also with no other series on the "
@@ -365,7 +480,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
         return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
 
     volume = loaded.outcome
-    timing = {"load_seconds": loaded.seconds}
+    timing: dict[str, object] = {"load_seconds": loaded.seconds}
     if isinstance(volume, str):
         return private(worklist.row(series, producer, error=volume) | timing)
     if isinstance(volume, NotAbdominal):
@@ -374,14 +489,19 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     start = time.perf_counter()
     try:
         analysis = analyse(volume, detector)
-    except Exception as exc:
-        log.exception("detector failed on %s", series.key)
+    except Exception as exc:  # noqa: BLE001 - the reason goes into the row, not a traceback
         reason = f"detector failed: {type(exc).__name__}: {exc}"
+        log.info("series %s: %s", series.key, reason)
         return private(worklist.row(series, producer, error=reason) | timing)
     timing["detect_seconds"] = time.perf_counter() - start
     detection = analysis.detection
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
-    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
+    by_path = {i.path: i.sop_instance_uid for i in series.instances}
+    warnings = [pseudonymizer.pseudonymize_text(w) or "" for w in volume.warnings] \
+        if pseudonymizer else list(volume.warnings)
+    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
+                               warnings=warnings,
+                               left_out=[by_path[p] for p in volume.left_out if p in by_path])
                   | timing)
     if worklist.is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
@@ -390,7 +510,8 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
 
 def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, object],
                   outputs: SeriesOutputs) -> None:
-    """Review images and DICOM objects; a failure here is logged, never loses the row."""
+    """Review images and DICOM objects; a failure here is logged, never loses the row (the
+    end of the sweep finds what is missing and tries again, see _fill_in_extras)."""
     card = worker_detector().card
     lesion_p = card.postprocess.lesion_probability
     try:
@@ -407,8 +528,37 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
                      analysis.detection.score)
             write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
                       model_version=card.version, lesion_probability=lesion_p)
-    except Exception:
-        log.exception("could not write review images or DICOM for %s", series.key)
+    except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the row
+        log.warning("could not write review images or DICOM for %s: %s: %s", series.key,
+                    type(exc).__name__, exc)
+
+
+def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+    """Review images and DICOM for a flagged series scored earlier, from its pixels again."""
+    from screen.detect.detector import analyse
+
+    loaded = load_series(series, confirm=False)
+    if isinstance(loaded.outcome, Volume):
+        _write_extras(series, loaded.outcome, analyse(loaded.outcome, worker_detector()), row,
+                      outputs)
+
+
+def check_detector() -> str | None:
+    """On a worker: open its detector and run every network once on a tiny input of zeros;
+    why that failed, in one line, or None."""
+    import numpy as np
+
+    try:
+        detector = worker_detector()
+        for name, runner in detector.runners.items():
+            side = 2 * detector.card.networks[name].shape_multiple
+            out = runner.run(np.zeros((1, 1, side, side, side), dtype=np.float32))
+            if out.ndim != 5 or out.shape[2:] != (side,) * 3 or not np.isfinite(out).all():
+                return f"network {name!r} gave output of shape {out.shape} (or not finite) " \
+                       f"for an input of {(1, 1, side, side, side)}"
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, the sweep must say it in a line
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return None
 
 
 def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:

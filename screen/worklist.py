@@ -3,7 +3,8 @@
 Rows are written in small atomic part files beside the output while the sweep runs, so a crash
 loses only the series in flight. `--resume` reads those parts back and skips every series
 already scored by the same model package. The final worklist is assembled from the parts:
-one row per series (the newest wins), ranked by score with ties broken by UID.
+one row per series (the newest wins), ranked by :func:`rank_order`: score, highest first
+(compared as stored, in float32), then equal scores by SeriesInstanceUID and series key.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # series UID was missing or split, and the package hash that decides what --resume may reuse.
 KEY_COLUMN = "series_key"
 HASH_COLUMN = "model_sha256"
+LEFT_OUT_COLUMN = "left_out_sop_instance_uids"
 SCHEMA = pa.schema([
     *tables.WORKLIST_SCHEMA,
     pa.field(KEY_COLUMN, pa.string(), nullable=False),
@@ -36,6 +38,10 @@ SCHEMA = pa.schema([
     # Where the time went for this series, for capacity planning.
     pa.field("load_seconds", pa.float32()),
     pa.field("detect_seconds", pa.float32()),
+    # What the reader should know about how the series was scored (slices left out, gaps
+    # interpolated), and the slices left out, so that the inventory can say which were used.
+    pa.field("warnings", pa.list_(pa.string())),
+    pa.field(LEFT_OUT_COLUMN, pa.list_(pa.string())),
 ])
 
 
@@ -55,11 +61,14 @@ REJECTED = "rejected"  # kept in part files for --resume, never in the final wor
 
 def row(series: Series, producer: Producer, detection: Detection | None = None,
         key_sop_instance_uid: str | None = None, error: str | None = None,
-        status: str = "error") -> dict[str, object]:
+        status: str = "error", warnings: Sequence[str] = (),
+        left_out: Sequence[str] = ()) -> dict[str, object]:
     """One worklist row: scored when ``detection`` is given, else ``status`` with its reason.
 
     ``status`` is ``error``, or ``rejected`` for a series whose image content showed it is
     not an abdomen after all (it leaves the worklist and is marked so in the inventory).
+    ``warnings`` say what the loading of a scored series had to make good; ``left_out``
+    holds the SOPInstanceUIDs of the slices it left out.
     """
     if (detection is None) == (error is None):
         raise ValueError("a worklist row needs either a detection or an error, not both")
@@ -81,6 +90,8 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "precision": producer.precision,
         KEY_COLUMN: series.key,
         HASH_COLUMN: producer.model_sha256,
+        "warnings": list(warnings),
+        LEFT_OUT_COLUMN: list(left_out),
     }
     if detection is None:
         # A reason may name a file whose name is not UTF-8: written as paths are.
@@ -198,9 +209,7 @@ def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
         latest[str(r[KEY_COLUMN])] = dict(r)
     scored = [r for r in latest.values() if r["status"] == "ok"]
     failed = [r for r in latest.values() if r["status"] == "error"]
-    # Highest score first; equal scores in UID order so that reruns rank identically.
-    scored.sort(key=lambda r: (-float(r["score"]), str(r["series_instance_uid"] or ""),
-                               str(r[KEY_COLUMN])))
+    scored.sort(key=rank_order)
     failed.sort(key=lambda r: str(r[KEY_COLUMN]))
     for rank, r in enumerate(scored, start=1):
         r["rank"] = rank
@@ -208,6 +217,15 @@ def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
     for r in failed:
         r["rank"], r["flagged"] = None, None
     return pa.Table.from_pylist(scored + failed, schema=SCHEMA)
+
+
+def rank_order(r: dict[str, object]) -> tuple[float, str, str]:
+    """The one ranking of the worklist: highest score first, as the worklist stores it (in
+    float32, so that two scores that read the same rank as equal), then equal scores by
+    SeriesInstanceUID and, for series without one or split from one, by series key: every
+    run ranks the same rows the same way, whatever order they were scored in."""
+    return (-float(np.float32(r["score"])), str(r["series_instance_uid"] or ""),
+            str(r[KEY_COLUMN]))
 
 
 def rejected(rows: Iterable[dict[str, object]]) -> dict[str, str]:

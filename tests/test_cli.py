@@ -68,7 +68,8 @@ def test_worker_memory_is_for_local_workers_only(tmp_path: Path) -> None:
 
 
 def test_scan_with_an_unknown_model_says_so(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["scan", str(tmp_path), "--model", "no-such-model",
+    (tmp_path / "archive").mkdir()
+    result = runner.invoke(app, ["scan", str(tmp_path / "archive"), "--model", "no-such-model",
                                  "--out", str(tmp_path / "w.parquet")])
     assert result.exit_code == 2
     assert "no-such-model" in said(result)
@@ -78,3 +79,19 @@ def test_build_engine_needs_exactly_one_precision() -> None:
     result = runner.invoke(app, ["build-engine"])
     assert result.exit_code == 2
     assert "exactly one of --fp16 and --int8" in said(result)
+
+
+def test_scan_backend_and_precision_are_choices(tmp_path: Path) -> None:
+    # Issue reproduction: --backend cuda-magic and --precision fp8 were taken, and every series
+    # became an error row, with exit status 0.
+    from screen.backends import PRECISIONS, names
+    from screen.cli import Backend, Precision
+
+    assert [b.value for b in Backend] == ["auto", *names()]
+    assert [p.value for p in Precision] == list(PRECISIONS)
+    for option, value in (("--backend", "cuda-magic"), ("--precision", "fp8")):
+        result = runner.invoke(app, ["scan", str(tmp_path), option, value,
+                                     "--out", str(tmp_path / "w.parquet")])
+        assert result.exit_code == 2
+        assert f"'{value}' is not one of" in said(result)
+        assert not (tmp_path / "w.parquet").exists()

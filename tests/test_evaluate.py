@@ -377,3 +377,21 @@ def test_plot_roc_writes_a_png_with_the_curve(scenario, tmp_path: Path) -> None:
     blue = np.abs(rgb - [31, 92, 180]).sum(axis=2) < 60
     rows, cols = np.nonzero(blue)
     assert rows.min() < 400 * 0.15 and cols.min() < 400 * 0.16
+
+
+def test_a_worklist_that_matches_no_truth_series_is_refused(tmp_path: Path) -> None:
+    # Issue reproduction: with no series in common, every truth negative was "not flagged" and
+    # specificity read 100 %.
+    truth = write_truth([{"series_instance_uid": "9.1", "label": 0},
+                         {"series_instance_uid": "9.2", "label": 0}], tmp_path / "truth.csv")
+    worklist = write_worklist([_row("1.1", score=0.2, flagged=False)],
+                              tmp_path / "worklist.parquet")
+    with pytest.raises(ValueError, match=r"^0 matched: none of the 2 series in .*truth\.csv is "
+                                         r"in the worklist .*worklist\.parquet \(1 series\)"):
+        evaluate(worklist, truth, replicates=20)
+    from typer.testing import CliRunner
+
+    from screen.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(worklist), "--truth", str(truth)])
+    assert result.exit_code == 2 and "0 matched" in result.output

@@ -55,3 +55,26 @@ def test_errors_and_content_rejections(tmp_path: Path) -> None:
     store = worklist.PartStore(tmp_path / "w.parquet")
     store.write([failed, ruled_out])
     assert store.done("abc") == {"r"}  # a ruled-out series is not looked at again
+
+
+def test_equal_scores_rank_the_same_whatever_order_they_come_in() -> None:
+    # Issue reproduction: three series at exactly 0.9485356 ranked arbitrarily. The tie-break
+    # is SeriesInstanceUID, then series key; scores are compared as the worklist stores them
+    # (float32), so scores that differ only beyond float32 tie too.
+    import itertools
+
+    tied = [_row("k3", "1.3", 0.9485356), _row("k1", "1.1", 0.94853560000001),
+            _row("k2", "1.2", 0.9485356), _row("k0", None, 0.9485356)]
+    orders = {tuple(r["series_key"] for r in worklist.finalise(list(p), 0.5).to_pylist())
+              for p in itertools.permutations(tied)}
+    assert orders == {("k0", "k1", "k2", "k3")}
+
+
+def test_warnings_and_left_out_slices_survive_the_part_files(tmp_path: Path) -> None:
+    row = worklist.row(_series("a", "1.1"), PRODUCER, Detection(0.4, True, 50.0),
+                       warnings=["/a/IM5: pixel data is damaged: left out"], left_out=["a.5"])
+    store = worklist.PartStore(tmp_path / "worklist.parquet")
+    store.write([row, _row("b", "1.2", 0.3)])
+    table = worklist.finalise(store.read().to_pylist(), 0.5).to_pylist()
+    assert [(r["warnings"], r[worklist.LEFT_OUT_COLUMN]) for r in table] == [
+        (["/a/IM5: pixel data is damaged: left out"], ["a.5"]), ([], [])]

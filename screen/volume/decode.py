@@ -189,15 +189,17 @@ def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarr
     if syntax in _GDCM_ONLY:
         return _gdcm_frame(path, index, n_frames)
     if "PixelData" not in ds:
-        raise VolumeError(f"{path}: holds no pixel data")
+        # Indexed as an image, so its pixels were there: an encapsulated file cut short loses
+        # the whole element. Damaged, as a file cut short inside native pixels is.
+        raise DamagedPixels(path, f"{path}: holds no pixel data (cut short?)")
     try:
         return pixel_array(ds, index=index if n_frames > 1 else None)
     except NotImplementedError as exc:
         raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
-    except RuntimeError as exc:
-        # pydicom names every plugin it tried and what each one lacks or why it failed.
-        raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
     except Exception as exc:
+        # One rule for every syntax: check_decodable has made sure a decoder is installed, so
+        # a failure here (a RuntimeError naming each plugin pydicom tried, for compressed
+        # data; a ValueError for native pixels cut short) is this file's own damage.
         raise DamagedPixels(
             path, f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
             f"{type(exc).__name__}: {_one_line(exc)}"
@@ -232,7 +234,7 @@ def _gdcm_frame(path: str, index: int, n_frames: int) -> np.ndarray:
     reader = gdcm.ImageReader()
     reader.SetFileName(path)
     if not reader.Read():
-        raise VolumeError(f"{path}: GDCM could not read the file")
+        raise DamagedPixels(path, f"{path}: pixel data is damaged: GDCM could not read the file")
     image = reader.GetImage()
     pixel_format = image.GetPixelFormat()
     dtype = _GDCM_DTYPES.get(pixel_format.GetScalarTypeAsString())
@@ -243,7 +245,8 @@ def _gdcm_frame(path: str, index: int, n_frames: int) -> np.ndarray:
     raw = image.GetBuffer().encode("utf-8", errors="surrogateescape")
     frames = np.frombuffer(raw, dtype=dtype)
     if frames.size != rows * columns * n_frames:
-        raise VolumeError(
-            f"{path}: GDCM decoded {frames.size} pixels, expected {rows}x{columns}x{n_frames}"
+        raise DamagedPixels(
+            path, f"{path}: pixel data is damaged: GDCM decoded {frames.size} pixels, "
+            f"expected {rows}x{columns}x{n_frames}"
         )
     return frames.reshape(n_frames, rows, columns)[index].copy()

@@ -25,7 +25,7 @@ from scipy import ndimage
 from screen.records import Series, Volume
 from screen.volume import orient
 from screen.volume.decode import PADDING_HU, check_decodable, hu_frames, read_dataset
-from screen.volume.errors import DamagedPixels, VolumeError
+from screen.volume.errors import DamagedPixels
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
 log = logging.getLogger(__name__)
@@ -37,27 +37,32 @@ MAX_DAMAGED_SLICES = 2
 def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
     """The series as a Volume, or VolumeError saying in words why it cannot be one.
 
-    A slice whose pixel data is damaged (truncated copies are common in exports) is left
-    out and treated as a missing slice, with a warning, so long as the gap it leaves is
-    within ``max_gap_slices``; more than ``MAX_DAMAGED_SLICES`` such files fail the series.
+    One rule for every transfer syntax: a file whose pixels cannot be decoded (truncated
+    copies are common in exports; so are corrupt JPEG 2000 streams) is left out and treated
+    as a missing slice, with a warning and its path in ``Volume.left_out``, so long as the
+    gap it leaves is within ``max_gap_slices``; more than ``MAX_DAMAGED_SLICES`` such files
+    fail the series. A syntax that nothing installed decodes fails it at once.
     """
     if not isinstance(series, Series):
         raise TypeError(f"load_volume needs a Series, got {type(series).__name__}")
+    notes: list[str] = []
     left_out: list[str] = []
     while True:
         try:
-            return _load(series, max_gap_slices, tuple(left_out))
+            return _load(series, max_gap_slices, tuple(notes), tuple(left_out))
         except DamagedPixels as exc:
             remaining = tuple(i for i in series.instances if i.path != exc.path)
             if len(left_out) >= MAX_DAMAGED_SLICES or len(remaining) < 2 or \
                     len(remaining) == len(series.instances):
                 raise
-            log.warning("%s; leaving it out of series %s", exc, series.key)
-            left_out.append(f"{exc}: left out and treated as a missing slice")
+            log.info("%s; leaving it out of series %s", exc, series.key)
+            notes.append(f"{exc}: left out and treated as a missing slice")
+            left_out.append(exc.path)
             series = replace(series, instances=remaining)
 
 
-def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...]) -> Volume:
+def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],
+          left_out: tuple[str, ...]) -> Volume:
     plan = plan_slices(series, max_gap_slices=max_gap_slices)
     for syntax in plan.transfer_syntaxes:
         check_decodable(syntax, next(i.path for i in series.instances
@@ -79,6 +84,7 @@ def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...]) -> Volume
         slice_uids=uids,
         warnings=notes + plan.warnings,
         slice_axis=orient.slice_axis(turn),
+        left_out=left_out,
     )
 
 
@@ -120,10 +126,9 @@ class _SourceReader:
         ds = self._dataset(source.path)
         (_, hu), = hu_frames(ds, source.path, [source.frame])
         if hu.shape != (self._plan.rows, self._plan.columns):
-            raise VolumeError(
-                f"{source.path}: pixels are {hu.shape[0]}x{hu.shape[1]} but the header says "
-                f"{self._plan.rows}x{self._plan.columns}"
-            )
+            raise DamagedPixels(
+                source.path, f"{source.path}: pixels are {hu.shape[0]}x{hu.shape[1]} but the "
+                f"header says {self._plan.rows}x{self._plan.columns}")
         if source.shift_px != (0.0, 0.0):
             # Linear, as dcm2niix does; what comes in from outside the field of view is air.
             hu = ndimage.shift(hu, source.shift_px, order=1, mode="constant", cval=PADDING_HU,
