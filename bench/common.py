@@ -22,10 +22,11 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return value, time.perf_counter() - start
 
 
-def child_output(code: str) -> str:
-    """What ``code`` printed, run in a fresh Python (so that its memory is its own)."""
+def child_output(code: str, env: dict[str, str] | None = None) -> str:
+    """What ``code`` printed, run in a fresh Python (so that its memory is its own), with
+    ``env`` added to this process's environment."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()
+                          check=True, env={**os.environ, **(env or {})}).stdout.strip()
 
 
 def machine() -> dict[str, object]:

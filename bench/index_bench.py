@@ -7,7 +7,13 @@ groups of realistic size, then measures on a warm page cache:
   - the I/O floor: reading the first 8 KiB of every file;
   - a bare `pydicom.dcmread(path, stop_before_pixels=True)` loop, one process;
   - screen's header reader, one process, then 1 and 2 worker processes for the whole index;
-  - peak memory of `screen index` on half the files and on all of them (flat is the goal).
+  - the peak memory (VmHWM) of a process that does nothing but index, on half the files and
+    on all of them, and what each file adds.
+
+With --projection-files N (default 100000; 0 to skip) it also generates N tiny CT files
+(16x16 pixels behind full headers with vendor blocks, in series of 200 slices; once, cached
+under out/bench/projection-N) and indexes half and all of them in a process of their own:
+memory per file and files per second, projected to an archive of 10 million files.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 from bench.common import RESULTS, child_output, save, timed
@@ -43,6 +50,107 @@ def archive_of(files: int) -> Path:
     return root / "archive"
 
 
+PROJECTED_FILES = 10_000_000
+SLICES = 200  # per series of the projection archive
+SERIES_PER_STUDY = 4
+
+
+def projection_archive(files: int) -> Path:
+    """About ``files`` tiny CT files with full headers, one folder per series."""
+    from screen.synth.dicom_writer import (
+        AXIAL,
+        CT_IMAGE_STORAGE,
+        MODELS,
+        SOFT_KERNELS,
+        VENDORS,
+        PixelEncoding,
+        SeriesPlan,
+        Study,
+        uid,
+        write_series,
+    )
+
+    root = RESULTS / f"projection-{files}"
+    if (root / ".complete").exists():
+        return root / "archive"
+    shutil.rmtree(root, ignore_errors=True)
+    rng = np.random.default_rng(0)
+    images = [np.full((16, 16), 40.0, dtype=np.float32)] * SLICES
+    positions = [(-150.0, -180.0, -300.0 + 2.5 * k) for k in range(SLICES)]
+    for n in range(max(1, files // SLICES)):
+        patient, number = divmod(n, SERIES_PER_STUDY)
+        study = Study(
+            patient_id=f"{10**7 + patient}", patient_name=f"PATIENT^{patient}",
+            patient_birth_date="19600101", patient_sex="F", accession_number=f"{10**8 + patient}",
+            study_instance_uid=uid(0, "study", patient), study_date="20240101",
+            study_time="120000", study_description="CT ABDOMEN PELVIS W CONTRAST",
+            institution="GENERAL HOSPITAL")
+        vendor = VENDORS[patient % len(VENDORS)]
+        plan = SeriesPlan(
+            kind="abdominal_ct", series_instance_uid=uid(0, "series", n),
+            series_number=number + 2, series_description="PORTAL VENOUS 2.5mm", modality="CT",
+            sop_class_uid=CT_IMAGE_STORAGE, image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+            manufacturer=vendor, model=MODELS[vendor][0],
+            frame_of_reference_uid=uid(0, "frame", patient), syntax="explicit",
+            encoding=PixelEncoding(signed=True, intercept=0.0, bits_stored=16),
+            folders=(f"{study.patient_id}/{study.study_date}_{study.accession_number}/"
+                     f"SE{number + 2:03d}",),
+            naming="im", kernel=SOFT_KERNELS[vendor][0], body_part="ABDOMEN",
+            slice_thickness=2.5)
+        write_series(root / "archive", study, plan, images, positions, AXIAL, (0.8, 0.8),
+                     seed=0, rng=rng)
+    (root / ".complete").write_text("")
+    return root / "archive"
+
+
+# A process that does nothing but index: its peak memory (VmHWM, which unlike ru_maxrss starts
+# afresh at exec) after its imports, and after the index. Its readers are processes of their
+# own, each holding one chunk of files at a time.
+INDEX_ONLY = """
+import time
+from screen.index import index
+from screen.memory import peak_rss_mib
+base = peak_rss_mib()
+start = time.perf_counter()
+result = index({roots!r}, workers=2)
+print(result.files_found, time.perf_counter() - start, base, peak_rss_mib())
+"""
+
+
+def index_alone(roots: list[str]) -> tuple[int, float, float, float]:
+    """Files found, seconds, and peak memory in MiB after imports and after the index."""
+    found, seconds, base, peak = child_output(INDEX_ONLY.format(roots=roots)).split()
+    return int(found), float(seconds), float(base), float(peak)
+
+
+def memory_growth(root: Path) -> dict[str, object]:
+    """The index process's peak on half the archive's top folders and on all of them."""
+    tops = sorted(str(p) for p in root.iterdir() if p.is_dir())
+    half, whole = index_alone(tops[: len(tops) // 2]), index_alone([str(root)])
+    per_file = (whole[3] - half[3]) * 2**20 / max(1, whole[0] - half[0])
+    return {
+        "peak_rss_mib": {f"{half[0]} files": round(half[3], 1),
+                         f"{whole[0]} files": round(whole[3], 1)},
+        "rss_after_imports_mib": round(whole[2], 1),
+        "bytes_per_file": round(per_file),
+        "files_per_s": round(whole[0] / whole[1]),
+        "whole": whole,
+    }
+
+
+def projection(files: int) -> dict[str, object]:
+    growth = memory_growth(projection_archive(files))
+    found, seconds, base, _ = growth.pop("whole")
+    per_file = growth["bytes_per_file"]
+    return {
+        "files": found, **growth,
+        f"projected_to_{PROJECTED_FILES}_files": {
+            "client_gib": round((base * 2**20 + per_file * PROJECTED_FILES) / 2**30, 2),
+            "hours_with_2_workers": round(PROJECTED_FILES / (found / seconds) / 3600, 2),
+        },
+    }
+
+
 def paths_in(root: Path) -> list[str]:
     return [f.path for f in crawl([root]) if isinstance(f, Found)]
 
@@ -50,7 +158,9 @@ def paths_in(root: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=20000)
-    files = parser.parse_args().files
+    parser.add_argument("--projection-files", type=int, default=100_000)
+    args = parser.parse_args()
+    files = args.files
     root = archive_of(files)
     paths = paths_in(root)
     n = len(paths)
@@ -78,13 +188,8 @@ def main() -> None:
     _, t_index1 = timed(lambda: index([root], workers=1))
     _, t_index2 = timed(lambda: index([root], workers=2))
 
-    tops = sorted(str(p) for p in root.iterdir() if p.is_dir())
-    half = tops[: len(tops) // 2]
-    # The client's own peak (its worker processes hold one chunk each at a time).
-    code = ("import resource; from screen.index import index; r = index({roots!r}, workers=2); "
-            "print(r.files_found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    out_half = child_output(code.format(roots=half)).split()
-    out_all = child_output(code.format(roots=[str(root)])).split()
+    growth = memory_growth(root)
+    growth.pop("whole")
     save("index", {
         "files": n,
         "io_floor_files_per_s": round(n / t_floor),
@@ -94,9 +199,10 @@ def main() -> None:
         "screen_index_1_worker_files_per_s": round(n / t_index1),
         "screen_index_2_workers_files_per_s": round(n / t_index2),
         "speedup_1_to_2_workers": round(t_index1 / t_index2, 2),
-        "client_peak_rss_mib": {f"{out_half[0]} files": round(float(out_half[1])),
-                                f"{out_all[0]} files": round(float(out_all[1]))},
+        "index_process": growth,
     })
+    if args.projection_files:
+        save("index_projection", projection(args.projection_files))
 
 
 if __name__ == "__main__":

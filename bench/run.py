@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS = {
     "index": "bench.index_bench",
+    "load": "bench.load_bench",
     "detector": "bench.detector_bench",
     "engines": "bench.engines_bench",
     "scan": "bench.scan_bench",

@@ -5,6 +5,7 @@ clear messages and exit codes. Progress and summaries go to stderr; nothing else
 from __future__ import annotations
 
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -79,9 +80,9 @@ def main(
                         format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         # Dask reports every worker start and stop; a sweep's user needs only its failures.
-        import dask
-
-        dask.config.set({"logging.distributed": "error"})
+        # Said through the environment, which Dask reads when first imported: commands that
+        # never start a cluster then never load it.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
         for name in ("distributed", "distributed.nanny", "distributed.scheduler",
                      "distributed.core", "distributed.worker"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -18,11 +19,9 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
-from distributed import Client, KilledWorker, WorkerPlugin
 
-from screen import paths, pseudonym, tables
+from screen import paths, tables
 from screen.crawl import Found, crawl
-from screen.headers import read_instances
 from screen.pseudonym import Pseudonymizer
 from screen.records import Decision, FileError, Instance, InventoryEntry, Series, Stage
 from screen.select import Rules, facts, load_rules
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 CONTENT_RULE = "content"  # the rule name for series the image content ruled out
 CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
 WINDOW_PER_WORKER = 4  # chunks in flight per worker process
-# How a read fails when the process doing it died: in a pool of our own, or on a Dask cluster.
-_WORKER_DIED = (BrokenProcessPool, KilledWorker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +206,9 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
                     chunk = pending.pop(future)
                     try:
                         outcomes = future.result()
-                    except _WORKER_DIED as exc:
+                    except Exception as exc:
+                        if not _worker_died(exc):
+                            raise
                         log.warning("a worker reading headers died (%s: %s)", type(exc).__name__, exc)
                         lost.append(chunk)
                     else:
@@ -222,6 +221,22 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
             yield from readers.alone(chunk)
     finally:
         readers.close()
+
+
+def read_instances(paths: list[str]) -> list[Instance | FileError]:
+    """The outcome of reading each file's header, in order. pydicom is loaded here, with the
+    first file there is to read, not with the command: an empty folder is indexed without it."""
+    from screen.headers import read_instances as read
+
+    return read(paths)
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """Whether a read failed because the process doing it died: in a pool of our own, or on a
+    Dask cluster (KilledWorker; Dask is imported only where one is used, so none without)."""
+    distributed = sys.modules.get("distributed")
+    return isinstance(exc, BrokenProcessPool) or (
+        distributed is not None and isinstance(exc, distributed.KilledWorker))
 
 
 class _Readers:
@@ -248,7 +263,9 @@ class _Readers:
         dies, down to the file it dies of, which becomes an error."""
         try:
             outcomes = self.submit(paths).result()
-        except _WORKER_DIED as exc:
+        except Exception as exc:
+            if not _worker_died(exc):
+                raise
             if len(paths) > 1:
                 half = len(paths) // 2
                 yield from self.alone(paths[:half])
@@ -345,23 +362,6 @@ def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
         scrubbed["archives"] = [pseudonymizer.pseudonymize_path(a)
                                 for a in scrubbed["archives"]]  # type: ignore[union-attr]
     return scrubbed
-
-
-class HideIdentifiersInLogs(WorkerPlugin):
-    """Makes each worker's log messages name no patient (see ``pseudonym.hide_in_logs``),
-    including workers started later, as after a restart."""
-
-    def __init__(self, pseudonymizer: Pseudonymizer) -> None:
-        self.pseudonymizer = pseudonymizer
-
-    def setup(self, worker) -> None:
-        pseudonym.hide_in_logs(self.pseudonymizer)
-
-
-def hide_in_logs(client: Client, pseudonymizer: Pseudonymizer) -> None:
-    """Pseudonymise every log message of this process and of the cluster's workers."""
-    pseudonym.hide_in_logs(pseudonymizer)
-    client.register_plugin(HideIdentifiersInLogs(pseudonymizer), name="hide-identifiers-in-logs")
 
 
 def summary(result: IndexResult) -> dict[str, object]:

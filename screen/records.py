@@ -214,6 +214,13 @@ class Volume:
                 f"{len(self.slice_uids)} slice UIDs for {self.hu.shape[self.slice_axis]} slices"
             )
 
+    def __reduce__(self):
+        # A volume goes from the worker that decoded it to the one that runs the detector, and
+        # Dask spills what waits to disk, both as pickles. CT is whole HU, so it travels as
+        # int16: half the bytes of float32, and exactly the same float32 once unpacked.
+        return _unpacked_volume, (_packed_hu(self.hu), self.hu.dtype.str, self.affine,
+                                  self.slice_uids, self.warnings, self.slice_axis)
+
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm as (k, j, i), matching the array's axes."""
@@ -224,6 +231,37 @@ class Volume:
         """Voxel coordinates (k, j, i), shape (..., 3), to LPS millimetres."""
         ijk = np.asarray(kji, dtype=np.float64)[..., ::-1]
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+
+# Voxels checked at a time while packing: a MiB of scratch, whatever the volume's size.
+_PACK_BLOCK = 1 << 18
+
+
+def _packed_hu(hu: np.ndarray) -> np.ndarray:
+    """``hu`` as int16 when every float32 value comes back bit for bit; else ``hu`` itself."""
+    if hu.dtype != np.float32 or hu.size == 0:
+        return hu
+    packed = np.empty(hu.shape, dtype=np.int16)
+    flat_hu, flat_packed = hu.reshape(-1), packed.reshape(-1)  # a copy only if hu is strided
+    back = np.empty(min(_PACK_BLOCK, hu.size), dtype=np.float32)
+    same = np.empty(back.size, dtype=bool)
+    with np.errstate(invalid="ignore"):  # NaN and values beyond int16 fail the check below
+        for start in range(0, flat_hu.size, _PACK_BLOCK):
+            block = flat_hu[start:start + _PACK_BLOCK]
+            n = block.size
+            np.copyto(flat_packed[start:start + n], block, casting="unsafe")
+            np.copyto(back[:n], flat_packed[start:start + n])
+            # Bit patterns, not values: -0.0 must not come back as 0.0.
+            np.equal(back[:n].view(np.int32), block.view(np.int32), out=same[:n])
+            if not same[:n].all():
+                return hu
+    return packed
+
+
+def _unpacked_volume(hu: np.ndarray, dtype: str, affine: np.ndarray, slice_uids: tuple[str, ...],
+                     warnings: tuple[str, ...], slice_axis: int) -> Volume:
+    return Volume(hu=hu.astype(dtype, copy=False), affine=affine, slice_uids=slice_uids,
+                  warnings=warnings, slice_axis=slice_axis)
 
 
 @dataclass(frozen=True, slots=True)

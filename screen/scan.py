@@ -32,6 +32,7 @@ from screen.cluster import (
     DetectorSpec,
     connect,
     has_gpu_workers,
+    hide_in_logs,
     site_security,
     worker_detector,
 )
@@ -182,7 +183,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
         if pseudonymizer is not None:  # it has seen every identifier now
-            indexing.hide_in_logs(client, pseudonymizer)
+            hide_in_logs(client, pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()

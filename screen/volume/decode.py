@@ -12,14 +12,15 @@ decoding; this module adds what a CT reader must do on top, frame by frame:
 * the retired lossy JPEG syntaxes (process 6/8 and 10/12) that pydicom has no decoder for
   are read through GDCM directly when it is installed.
 
-pydicom itself masks bits above BitsStored and sign-extends signed pixels, and corrects
-JPEG 2000 streams whose signedness disagrees with PixelRepresentation.
+Bits above BitsStored are masked and signed pixels sign-extended (by pydicom, or here for
+uncompressed pixels read in place); pydicom corrects JPEG 2000 streams whose signedness
+disagrees with PixelRepresentation. ``FrameDecoder`` writes each frame's HU straight into
+the caller's array, so that decoding a series allocates nothing per slice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,36 +101,85 @@ def read_dataset(path: str) -> Dataset:
         raise VolumeError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
-def hu_frames(ds: Dataset, path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Each requested frame as float32 HU, shape (rows, columns), in the order asked."""
-    n_frames = int(ds.get("NumberOfFrames") or 1)
-    for index in indices:
+class FrameDecoder:
+    """Decodes frames as HU straight into arrays the caller owns.
+
+    One decoder serves a whole series and keeps its scratch buffers (the padding mask, stored
+    values with their unused high bits cleared) from frame to frame; uncompressed pixels are
+    read where the file's bytes lie, without a copy. Decoding a frame then allocates nothing
+    beyond what a compression plugin returns. That keeps it at memory speed whatever the
+    allocator does: a Dask nanny, for one, sets MALLOC_TRIM_THRESHOLD_, which turns every
+    large allocation into fresh pages from the kernel.
+    """
+
+    def __init__(self) -> None:
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def hu_into(self, ds: Dataset, path: str, index: int, out: np.ndarray) -> None:
+        """Frame ``index`` of ``ds`` as float32 HU into ``out`` (rows, columns), padding as air.
+
+        The HU are those of ``stored * slope + intercept`` computed in float32, whatever
+        ``out``'s strides.
+        """
+        n_frames = int(ds.get("NumberOfFrames") or 1)
         if not 0 <= index < n_frames:
             raise VolumeError(f"{path}: frame {index + 1} asked of a file with {n_frames}")
         stored = _stored_frame(ds, path, index, n_frames)
-        yield index, to_hu(stored, ds, index)
+        if _read_in_place(ds):
+            stored = self._unused_bits_cleared(ds, stored)
+        if stored.ndim != 2:
+            raise VolumeError(
+                f"{path}: expected one grey-level frame, got pixel array of shape "
+                f"{stored.shape} (PhotometricInterpretation "
+                f"{ds.get('PhotometricInterpretation', '?')})"
+            )
+        if stored.shape != out.shape:
+            raise DamagedPixels(
+                path, f"{path}: pixels are {stored.shape[0]}x{stored.shape[1]} but the header "
+                f"says {out.shape[0]}x{out.shape[1]}")
+        padding = self._padding(stored, ds)
+        if ds.get("ModalityLUTSequence"):
+            out[...] = apply_modality_lut(stored, ds)
+        else:
+            rescale = frame_rescale(ds, index)
+            if rescale.slope != 1.0:
+                np.multiply(stored, np.float32(rescale.slope), out=out, dtype=np.float32)
+            else:
+                np.copyto(out, stored, casting="unsafe")
+            if rescale.intercept != 0.0:
+                out += np.float32(rescale.intercept)
+        if padding is not None:
+            np.copyto(out, np.float32(PADDING_HU), where=padding)
 
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._scratch[name] = np.empty(shape, dtype=dtype)
+        return buffer
 
-def to_hu(stored: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarray:
-    """Stored values of one frame to float32 HU, with padding set to air."""
-    if stored.ndim != 2:
-        raise VolumeError(
-            f"expected one grey-level frame, got pixel array of shape {stored.shape} "
-            f"(PhotometricInterpretation {ds.get('PhotometricInterpretation', '?')})"
-        )
-    padding = padding_mask(stored, ds)
-    if ds.get("ModalityLUTSequence"):
-        hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
-    else:
-        rescale = frame_rescale(ds, frame)
-        hu = stored.astype(np.float32)
-        if rescale.slope != 1.0:
-            hu *= np.float32(rescale.slope)
-        if rescale.intercept != 0.0:
-            hu += np.float32(rescale.intercept)
-    if padding is not None:
-        hu[padding] = PADDING_HU
-    return hu
+    def _unused_bits_cleared(self, ds: Dataset, stored: np.ndarray) -> np.ndarray:
+        """Stored values read in place, with the bits above BitsStored cleared (unsigned) or
+        set from the sign bit (signed), as pydicom does to the copies it makes."""
+        bits = 8 * stored.dtype.itemsize
+        unused = bits - int(ds.get("BitsStored") or bits)
+        if unused <= 0 or unused >= bits:
+            return stored
+        cleared = self._buffer("stored", stored.shape, stored.dtype)
+        np.left_shift(stored, unused, out=cleared)
+        np.right_shift(cleared, unused, out=cleared)
+        return cleared
+
+    def _padding(self, stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
+        """Pixels whose stored value is PixelPaddingValue, or within the padding range."""
+        bounds = padding_range(ds)
+        if bounds is None:
+            return None
+        mask = self._buffer("padding", stored.shape, np.dtype(bool))
+        within = self._buffer("within", stored.shape, np.dtype(bool))
+        np.greater_equal(stored, bounds[0], out=mask)
+        np.less_equal(stored, bounds[1], out=within)
+        np.logical_and(mask, within, out=mask)
+        return mask if mask.any() else None
 
 
 def frame_rescale(ds: Dataset, frame: int = 0) -> Rescale:
@@ -160,8 +210,8 @@ def _rescale_of(item: Dataset) -> Rescale:
         raise VolumeError(f"unusable rescale (slope {slope!r}, intercept {intercept!r}): {exc}")
 
 
-def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
-    """Pixels whose stored value is PixelPaddingValue, or within the padding range."""
+def padding_range(ds: Dataset) -> tuple[int, int] | None:
+    """The stored values PixelPaddingValue (and PixelPaddingRangeLimit) mark, low to high."""
     value = ds.get("PixelPaddingValue")
     if value is None or value == "":
         return None
@@ -179,9 +229,7 @@ def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
     low = as_stored(value)
     limit = ds.get("PixelPaddingRangeLimit")
     high = as_stored(limit) if limit not in (None, "") else low
-    low, high = min(low, high), max(low, high)
-    mask = (stored >= low) & (stored <= high)
-    return mask if mask.any() else None
+    return min(low, high), max(low, high)
 
 
 def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarray:
@@ -192,8 +240,10 @@ def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarr
         # Indexed as an image, so its pixels were there: an encapsulated file cut short loses
         # the whole element. Damaged, as a file cut short inside native pixels is.
         raise DamagedPixels(path, f"{path}: holds no pixel data (cut short?)")
+    # FrameDecoder clears the unused high bits of pixels read in place, into its own buffer.
+    options = {"view_only": True, "correct_unused_bits": False} if _read_in_place(ds) else {}
     try:
-        return pixel_array(ds, index=index if n_frames > 1 else None)
+        return pixel_array(ds, index=index if n_frames > 1 else None, **options)
     except NotImplementedError as exc:
         raise VolumeError(f"{path}: cannot decode {syntax_name(syntax)}: {_one_line(exc)}")
     except Exception as exc:
@@ -204,6 +254,15 @@ def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarr
             path, f"{path}: pixel data of {syntax_name(syntax)} is damaged: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
+
+
+def _read_in_place(ds: Dataset) -> bool:
+    """Whether the pixels are uncompressed little-endian whole bytes, which pydicom can hand
+    over as a read-only view of the file's bytes instead of a copy."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    uid = UID(syntax)
+    return bool(syntax) and uid.is_transfer_syntax and not uid.is_encapsulated and \
+        uid.is_little_endian and int(ds.get("BitsAllocated") or 0) in (8, 16, 32)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,7 +10,7 @@
 
 Peak memory stays near one copy of the volume: besides the output there is one file's
 dataset and at most two decoded source slices (the two an output slice is interpolated
-from) at any time.
+from) at any time, in buffers reused from slice to slice.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from screen.records import Series, Volume
 from screen.volume import orient
-from screen.volume.decode import PADDING_HU, check_decodable, hu_frames, read_dataset
+from screen.volume.decode import PADDING_HU, FrameDecoder, check_decodable, read_dataset
 from screen.volume.errors import DamagedPixels
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
@@ -92,51 +92,79 @@ def _fill(target: np.ndarray, plan: SlicePlan) -> None:
     """Write every output slice into ``target`` (indexed [k, j, i] in acquisition order)."""
     source = _SourceReader(plan)
     for k, out in enumerate(plan.outputs):
-        lower = source.slice(out.lower)
         if out.weight == 0.0 or out.upper == out.lower:
-            target[k] = lower
-            continue
-        upper = source.slice(out.upper)
-        if out.weight == 1.0:
-            target[k] = upper
-            continue
-        weight = np.float32(out.weight)
-        target[k] = lower + weight * (upper - lower)
+            source.write(out.lower, target[k])
+        elif out.weight == 1.0:
+            source.write(out.upper, target[k])
+        else:
+            lower, upper = source.slice(out.lower), source.slice(out.upper)
+            # lower + weight * (upper - lower), in float32, written in place.
+            np.subtract(upper, lower, out=target[k])
+            target[k] *= np.float32(out.weight)
+            target[k] += lower
 
 
 class _SourceReader:
     """Source slices in HU, decoded once each, with the tilt shift applied.
 
     Output slices ask for sources in non-decreasing order, so keeping the last two decoded
-    slices and the last opened file is enough to decode each frame once.
+    slices and the last opened file is enough to decode each frame once. A source copied
+    whole into the output is decoded straight into it, and that output slice stands for it
+    from then on; sources that are only interpolated from go into two buffers used again
+    and again. Loading thus allocates nothing per slice beyond what a decoder plugin returns.
     """
 
     def __init__(self, plan: SlicePlan) -> None:
         self._plan = plan
+        self._decoder = FrameDecoder()
         self._slices: dict[int, np.ndarray] = {}
+        self._buffers: list[np.ndarray] = []
+        self._unshifted: np.ndarray | None = None
         self._file: tuple[str, Dataset] | None = None
+
+    def write(self, index: int, out: np.ndarray) -> None:
+        """Source ``index`` into ``out``, one slice of the output."""
+        if index in self._slices:
+            np.copyto(out, self._slices[index])
+            return
+        self._keep_neighbour_of(index)
+        self._decode(self._plan.sources[index], out)
+        self._slices[index] = out
 
     def slice(self, index: int) -> np.ndarray:
         if index not in self._slices:
-            self._slices = {k: v for k, v in self._slices.items() if k == index - 1}
-            self._slices[index] = self._decode(self._plan.sources[index])
+            self._keep_neighbour_of(index)
+            buffer = self._free_buffer()
+            self._decode(self._plan.sources[index], buffer)
+            self._slices[index] = buffer
         return self._slices[index]
 
-    def _decode(self, source: SourceSlice) -> np.ndarray:
+    def _keep_neighbour_of(self, index: int) -> None:
+        self._slices = {k: v for k, v in self._slices.items() if k == index - 1}
+
+    def _free_buffer(self) -> np.ndarray:
+        for buffer in self._buffers:
+            if not any(kept is buffer for kept in self._slices.values()):
+                return buffer
+        self._buffers.append(self._new_slice())
+        return self._buffers[-1]
+
+    def _new_slice(self) -> np.ndarray:
+        return np.empty((self._plan.rows, self._plan.columns), dtype=np.float32)
+
+    def _decode(self, source: SourceSlice, out: np.ndarray) -> None:
         ds = self._dataset(source.path)
-        (_, hu), = hu_frames(ds, source.path, [source.frame])
-        if hu.shape != (self._plan.rows, self._plan.columns):
-            raise DamagedPixels(
-                source.path, f"{source.path}: pixels are {hu.shape[0]}x{hu.shape[1]} but the "
-                f"header says {self._plan.rows}x{self._plan.columns}")
-        if source.shift_px != (0.0, 0.0):
-            # Linear, as dcm2niix does; what comes in from outside the field of view is air.
-            hu = ndimage.shift(hu, source.shift_px, order=1, mode="constant", cval=PADDING_HU,
-                               prefilter=False)
-        return hu
+        if source.shift_px == (0.0, 0.0):
+            self._decoder.hu_into(ds, source.path, source.frame, out)
+            return
+        if self._unshifted is None:
+            self._unshifted = self._new_slice()
+        self._decoder.hu_into(ds, source.path, source.frame, self._unshifted)
+        # Linear, as dcm2niix does; what comes in from outside the field of view is air.
+        ndimage.shift(self._unshifted, source.shift_px, output=out, order=1, mode="constant",
+                      cval=PADDING_HU, prefilter=False)
 
     def _dataset(self, path: str) -> Dataset:
         if self._file is None or self._file[0] != path:
             self._file = (path, read_dataset(path))
         return self._file[1]
-
