@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distributed import Client, Future, KilledWorker, wait
 
@@ -27,6 +28,9 @@ from screen.memory import peak_rss_mib
 from screen.pseudonym import Pseudonymizer, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import load_rules
+
+if TYPE_CHECKING:
+    from screen.dicomweb import PacsSource
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class ScanOptions:
     review_top: int = 0  # ... and for the N highest scores, flagged or not
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
+    pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class SeriesOutputs:
     review_dir: Path | None = None
     dicom_out: Path | None = None
     pseudonym_key: bytes | None = None
+    pacs: PacsSource | None = None  # where the pixels come from; None: the files
 
     def pseudonymizer(self) -> Pseudonymizer | None:
         return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
@@ -122,7 +128,7 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         store.clear()
     done = store.done(package.sha256) if options.resume else set()
     key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
-    outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key)
+    outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key, options.pacs)
     pseudonymizer = outputs.pseudonymizer()
 
     gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
@@ -137,8 +143,13 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         progress.on_cluster(dashboard or options.scheduler or "")
         client.register_plugin(DetectorPlugin(spec))
         clock = time.perf_counter()
-        result = indexing.index(roots, rules=rules, executor=client.get_executor(),
-                                progress=progress.index)
+        if options.pacs is not None:
+            from screen.dicomweb.sweep import index_pacs
+
+            result = index_pacs(options.pacs, rules=rules, progress=progress.index)
+        else:
+            result = indexing.index(roots, rules=rules, executor=client.get_executor(),
+                                    progress=progress.index)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}
@@ -266,7 +277,8 @@ def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesO
     confirm = bool(entry.confirm)
     if not split:
         return client.submit(screen_series, entry.series, confirm, outputs, key=key, pure=False)
-    volume = client.submit(load_series, entry.series, confirm, key=f"load-{name}", pure=False)
+    volume = client.submit(load_series, entry.series, confirm, outputs.pacs, key=f"load-{name}",
+                           pure=False)
     return client.submit(detect_series, entry.series, volume, outputs, key=key, pure=False,
                          resources={"GPU": 1})
 
@@ -327,13 +339,14 @@ class Loaded:
     seconds: float
 
 
-def load_series(series: Series, confirm: bool) -> Loaded:
+def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -> Loaded:
     """The series' volume, why its content rules it out, or why it could not be loaded."""
     from screen.volume import VolumeError, load_volume, looks_abdominal
+    from screen.volume.decode import read_dataset
 
     start = time.perf_counter()
     try:
-        volume = load_volume(series)
+        volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
     except VolumeError as exc:
         return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
     if confirm:
@@ -410,7 +423,7 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
     from screen.detect.detector import analyse
     from screen.review import render_series
 
-    loaded = load_series(series, confirm=False)
+    loaded = load_series(series, confirm=False, pacs=outputs.pacs)
     if isinstance(loaded.outcome, Volume):
         analysis = analyse(loaded.outcome, worker_detector())
         render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
@@ -418,4 +431,4 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
 
 
 def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
-    return detect_series(series, load_series(series, confirm), outputs)
+    return detect_series(series, load_series(series, confirm, outputs.pacs), outputs)
