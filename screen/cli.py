@@ -100,6 +100,19 @@ def _pacs_source(archives: list[str], *, since: str | None, until: str | None,
     return PacsSource(connection, filters, cache)
 
 
+def _store_target(text: str | None, pacs):
+    """Where --store-results sends results; the swept PACS's credentials go with them when
+    it is the same service."""
+    if text is None:
+        return None
+    from screen.dicomweb.store import StoreTarget
+
+    try:
+        return StoreTarget.parse(text, like=pacs.connection if pacs else None)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
 def _lines(path: Path | None) -> tuple[str, ...]:
     if path is None:
         return ()
@@ -235,6 +248,10 @@ def scan_command(
     cache: Annotated[Path | None, typer.Option(
         "--cache", help="PACS: keep the series retrieved in this folder (default: pixels are "
         "never written to disk).", file_okay=False, show_default=False)] = None,
+    store_results: Annotated[str | None, typer.Option(
+        "--store-results", help="Send each flagged series' SR and SEG to dicomweb+https://HOST/"
+        "PATH (STOW-RS) or dimse://AET@HOST:PORT (C-STORE); the worklist records whether it "
+        "was stored.", show_default=False)] = None,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
     from screen.pseudonym import create_key_file
@@ -256,11 +273,13 @@ def scan_command(
                         study_uids=study_uid, accessions=accession, auth=auth,
                         ca_bundle=ca_bundle, max_connections=max_connections, cache=cache)
     roots = [] if pacs else [Path(a) for a in archives]
+    target = _store_target(store_results, pacs)
     options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
                           gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
-                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key, pacs=pacs)
+                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key, pacs=pacs,
+                          store_results=target)
     try:
         with _scan_progress() as progress:
             summary = scan(roots, out, inventory=inventory, errors=errors, options=options,

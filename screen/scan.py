@@ -31,6 +31,7 @@ from screen.select import load_rules
 
 if TYPE_CHECKING:
     from screen.dicomweb import PacsSource
+    from screen.dicomweb.store import StoreTarget
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ScanOptions:
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
     pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
+    store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,10 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         store.clear()
     done = store.done(package.sha256) if options.resume else set()
     key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
-    outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key, options.pacs)
+    dicom_out = options.dicom_out
+    if options.store_results is not None and dicom_out is None:
+        dicom_out = out.with_name(out.name + ".dicom")  # what is stored is kept beside --out
+    outputs = SeriesOutputs(threshold, options.review_dir, dicom_out, key, options.pacs)
     pseudonymizer = outputs.pseudonymizer()
 
     gpus = () if options.gpus == 0 else find_gpus()[0][: options.gpus]
@@ -161,6 +166,15 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         eligible_keys = {e.series.key for e in result.eligible}
         rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
         table = worklist.finalise(rows, threshold)
+        if options.store_results is not None and dicom_out is not None:
+            from screen.dicomweb.store import store_flagged
+
+            stored = store_flagged(table.to_pylist(), {e.series.key: e.series for e in
+                                                       result.eligible},
+                                   dicom_out, options.store_results, progress.on_notice)
+            store.write(stored)  # so that a resumed run knows what is still to be stored
+            rows += stored
+            table = worklist.finalise(rows, threshold)
         if options.review_dir is not None:
             clock = time.perf_counter()
             _review_top(client, table, result, options.review_top, outputs)
@@ -410,10 +424,16 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
             from screen.dicom_out import write_seg, write_sr
 
             # These go back into the PACS, so they keep the real identifiers.
+            headers = outputs.pacs.headers(series) if outputs.pacs else None
+            seg = None
+            try:  # the SEG first, so that the SR can list it in its evidence
+                seg = write_seg(outputs.dicom_out, series, volume, analysis,
+                                model_name=card.name, model_version=card.version,
+                                lesion_probability=lesion_p, headers=headers)
+            except ValueError as exc:  # no pancreas to outline: the SR goes alone
+                log.warning("no SEG for series %s: %s", series.key, exc)
             write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
-                     analysis.detection.score)
-            write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
-                      model_version=card.version, lesion_probability=lesion_p)
+                     analysis.detection.score, segmentation=seg, headers=headers)
     except Exception:
         log.exception("could not write review images or DICOM for %s", series.key)
 

@@ -35,6 +35,10 @@ SCHEMA = pa.schema([
     # Where the time went for this series, for capacity planning.
     pa.field("load_seconds", pa.float32()),
     pa.field("detect_seconds", pa.float32()),
+    # Whether a flagged series' SR and SEG reached the PACS (--store-results), and why not;
+    # null where nothing was to be stored.
+    pa.field("stored", pa.bool_()),
+    pa.field("store_error", pa.string()),
 ])
 
 

@@ -5,20 +5,30 @@ one series the server cannot send) each ending as the design says."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from screen.dicomweb.address import DimseAddress
+from screen.dicomweb.store import StoreTarget
 from screen.dicomweb.sweep import index_pacs
 from screen.index import Progress, index
 from screen.scan import ScanOptions, scan
 
 TOLERANCE = 1e-3  # the model card's: the same volume through the same backend
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _password(pacs) -> str:
@@ -108,17 +118,24 @@ def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
     from screen.pseudonym import create_key_file
 
     create_key_file(key)
-    options = ScanOptions(workers=2, gpus=0, pseudonymize_key=key)
     files = scan([pacs.archive / "archive"], folder / "files" / "worklist.parquet",
-                 options=options)
-    remote = scan([], folder / "pacs" / "worklist.parquet",
-                  options=ScanOptions(workers=2, gpus=0, pseudonymize_key=key,
-                                      pacs=pacs.source()))
-    return files, remote
+                 options=ScanOptions(workers=2, gpus=0, pseudonymize_key=key))
+    # First to a DICOM node that is not there: the store fails, and the worklist says so.
+    nobody = StoreTarget(dimse=DimseAddress("NOBODY", "127.0.0.1", free_port()), retries=1,
+                         backoff_seconds=0.1)
+    out = folder / "pacs" / "worklist.parquet"
+    options = ScanOptions(workers=2, gpus=0, pseudonymize_key=key, pacs=pacs.source(),
+                          store_results=nobody)
+    failed_store = scan([], out, options=options)
+    failed_rows = _rows(out)
+    # Then resumed, storing back into the PACS itself: what failed is stored now.
+    remote = scan([], out, options=replace(options, store_results=StoreTarget(
+        stow=pacs.connection())))
+    return files, remote, failed_store, failed_rows
 
 
 def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
-    files, remote = sweeps
+    files, remote, *_ = sweeps
     by_file = {r["series_instance_uid"]: r for r in _rows(files.worklist)}
     by_pacs = {r["series_instance_uid"]: r for r in _rows(remote.worklist)}
     assert set(by_pacs) == set(by_file) and pacs.failing_series in by_pacs
@@ -136,7 +153,7 @@ def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
 
 def test_a_series_the_pacs_cannot_send_gets_an_error_row_with_its_status(pacs,
                                                                           sweeps) -> None:
-    _, remote = sweeps
+    _, remote, *_ = sweeps
     row = next(r for r in _rows(remote.worklist)
                if r["series_instance_uid"] == pacs.failing_series)
     assert row["status"] == "error" and row["score"] is None
@@ -147,7 +164,7 @@ def test_a_series_the_pacs_cannot_send_gets_an_error_row_with_its_status(pacs,
 
 def test_pseudonyms_are_the_same_as_for_files_and_no_identifier_leaks(pacs,
                                                                      sweeps) -> None:
-    files, remote = sweeps
+    files, remote, *_ = sweeps
     from screen.index import index as file_index
 
     truth = file_index([pacs.archive / "archive"], workers=1)
@@ -166,3 +183,34 @@ def test_pseudonyms_are_the_same_as_for_files_and_no_identifier_leaks(pacs,
         assert r["patient_id"].startswith("P-")
     assert _password(pacs) not in "".join(p.read_bytes().decode("latin-1") for p in (
         remote.worklist, remote.inventory, remote.errors))
+
+
+def test_a_failed_store_is_recorded_then_stored_by_the_resumed_run(pacs, sweeps) -> None:
+    _, remote, failed_store, failed_rows = sweeps
+    flagged = [r for r in failed_rows if r["flagged"]]
+    assert flagged, "the archive's lesion cases should be flagged"
+    for r in flagged:
+        assert r["stored"] is False
+        assert r["store_error"].startswith("C-STORE to dimse://NOBODY@127.0.0.1:")
+    assert all(r["stored"] is None for r in failed_rows if not r["flagged"])
+    assert remote.resumed == failed_store.scored  # the series that failed (500) is tried again
+    rows = [r for r in _rows(remote.worklist) if r["flagged"]]
+    assert {r["series_key"] for r in rows} == {r["series_key"] for r in flagged}
+    assert all(r["stored"] is True and r["store_error"] is None for r in rows)
+
+
+def test_stored_results_are_found_by_qido_and_reference_their_series(pacs, sweeps) -> None:
+    _, remote, *_ = sweeps
+    client = pacs.connection().client()
+    for row in (r for r in _rows(remote.worklist) if r["flagged"]):
+        study, source = row["study_instance_uid"], row["series_instance_uid"]
+        found = {s["00080060"]["Value"][0]: s["0020000E"]["Value"][0]
+                 for s in client.search_for_series(study, search_filters={"Modality": "SR"})
+                 + client.search_for_series(study, search_filters={"Modality": "SEG"})}
+        assert set(found) == {"SR", "SEG"}
+        seg, = client.retrieve_series(study, found["SEG"])
+        sr, = client.retrieve_series(study, found["SR"])
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source
+        evidence = {s.SeriesInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                    for s in st.ReferencedSeriesSequence}
+        assert evidence == {source, seg.SeriesInstanceUID}
