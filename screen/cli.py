@@ -252,6 +252,9 @@ def scan_command(
         "--store-results", help="Send each flagged series' SR and SEG to dicomweb+https://HOST/"
         "PATH (STOW-RS) or dimse://AET@HOST:PORT (C-STORE); the worklist records whether it "
         "was stored.", show_default=False)] = None,
+    since_last_run: Annotated[bool, typer.Option(
+        "--since-last-run", help="PACS: sweep only the studies new or changed since the last "
+        "sweep into --out (remembered in a small file beside it).")] = False,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
     from screen.pseudonym import create_key_file
@@ -273,13 +276,15 @@ def scan_command(
                         study_uids=study_uid, accessions=accession, auth=auth,
                         ca_bundle=ca_bundle, max_connections=max_connections, cache=cache)
     roots = [] if pacs else [Path(a) for a in archives]
+    if since_last_run and pacs is None:
+        raise fail("--since-last-run applies to a PACS (dicomweb+https://HOST/PATH) only")
     target = _store_target(store_results, pacs)
     options = ScanOptions(model=model, backend=backend, precision=precision, workers=workers,
                           gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
                           dicom_out=dicom_out, pseudonymize_key=pseudonymize_key, pacs=pacs,
-                          store_results=target)
+                          store_results=target, since_last_run=since_last_run)
     try:
         with _scan_progress() as progress:
             summary = scan(roots, out, inventory=inventory, errors=errors, options=options,

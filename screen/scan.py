@@ -60,6 +60,7 @@ class ScanOptions:
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
     pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
     store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
+    since_last_run: bool = False  # PACS: only studies new or changed since the last sweep
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +149,14 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         progress.on_cluster(dashboard or options.scheduler or "")
         client.register_plugin(DetectorPlugin(spec))
         clock = time.perf_counter()
+        last_run = None
         if options.pacs is not None:
+            from screen.dicomweb.last_run import LastRun
             from screen.dicomweb.sweep import index_pacs
 
-            result = index_pacs(options.pacs, rules=rules, progress=progress.index)
+            last_run = LastRun(out, str(options.pacs.address)) if options.since_last_run else None
+            result = index_pacs(options.pacs, rules=rules, progress=progress.index,
+                                last_run=last_run)
         else:
             result = indexing.index(roots, rules=rules, executor=client.get_executor(),
                                     progress=progress.index)
@@ -197,6 +202,8 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
     worklist.write_worklist(table, out, extra)
+    if last_run is not None:
+        last_run.save(table.to_pylist(), result.errors)
     if options.review_dir is not None:
         from screen.review import write_index
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from screen.dicomweb.source import PacsSource, Study
+from screen.dicomweb.last_run import LastRun
+from screen.dicomweb.source import PacsSource
 from screen.index import IndexResult, Progress, inventory_entry
 from screen.records import FileError, Instance
 from screen.select import Rules, load_rules
@@ -15,16 +16,18 @@ log = logging.getLogger(__name__)
 
 def index_pacs(source: PacsSource, *, rules: Rules | None = None,
                progress: Progress | None = None,
-               studies: list[Study] | None = None) -> IndexResult:
+               last_run: LastRun | None = None) -> IndexResult:
     """Every matching series of the PACS with its decision, and what could not be read.
 
-    ``studies`` limits the sweep to those (as ``--since-last-run`` does); by default every
-    study the source's filters match. No pixel is read.
+    With ``last_run``, only the studies new or changed since it (``--since-last-run``); by
+    default every study the source's filters match. No pixel is read.
     """
     rules = rules or load_rules()
     progress = progress or Progress()
     progress.on_stage("searching the PACS")
-    studies = source.studies() if studies is None else studies
+    studies = source.studies()
+    if last_run is not None:
+        studies = last_run.changed(studies)
     progress.on_stage("reading series metadata")
     instances: list[Instance] = []
     errors: list[FileError] = []
