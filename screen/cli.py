@@ -32,8 +32,18 @@ app = typer.Typer(
 err = Console(stderr=True)
 log = logging.getLogger("screen")
 
-Archives = Annotated[list[Path], typer.Argument(help="Archive folders or files to crawl.", exists=True,
-                                                show_default=False)]
+def _existing_archives(values: list[str]) -> list[str]:
+    # Folders and files must exist; a DICOMweb address (dicomweb+https://...) is checked by
+    # asking the PACS, before any work.
+    for value in values:
+        if not value.startswith("dicomweb+") and not Path(value).exists():
+            raise typer.BadParameter(f"Path '{value}' does not exist.")
+    return values
+
+
+Archives = Annotated[list[str], typer.Argument(
+    help="Archive folders or files to crawl, or one PACS as dicomweb+https://HOST/PATH.",
+    callback=_existing_archives, show_default=False, metavar="ARCHIVES...")]
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", help="Selection rules file (TOML); default: the rules shipped with screen.",
     exists=True, dir_okay=False)]
@@ -57,6 +67,83 @@ class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+
+# Options of a PACS sweep (an ARCHIVES argument of dicomweb+https://HOST/PATH).
+SinceOption = Annotated[str | None, typer.Option(
+    "--since", help="PACS: studies from this StudyDate on (YYYYMMDD).", show_default=False)]
+UntilOption = Annotated[str | None, typer.Option(
+    "--until", help="PACS: studies up to this StudyDate (YYYYMMDD).", show_default=False)]
+ModalityOption = Annotated[str, typer.Option(
+    "--modality", help="PACS: the modality of the series to take.")]
+StudyUidsOption = Annotated[Path | None, typer.Option(
+    "--study-uid", help="PACS: only the studies whose StudyInstanceUIDs this file lists, one a "
+    "line.", exists=True, dir_okay=False, show_default=False)]
+AccessionsOption = Annotated[Path | None, typer.Option(
+    "--accession", help="PACS: only the studies whose accession numbers this file lists, one a "
+    "line.", exists=True, dir_okay=False, show_default=False)]
+AuthOption = Annotated[str | None, typer.Option(
+    "--auth", help="PACS credentials: basic:USER:PASSWORD-FILE or token:TOKEN-FILE (the file "
+    "holds the secret; never put it on the command line).", show_default=False)]
+CaBundleOption = Annotated[Path | None, typer.Option(
+    "--ca-bundle", help="PACS: verify its TLS certificate against this CA bundle (TLS is always "
+    "verified).", exists=True, dir_okay=False, show_default=False)]
+MaxConnectionsOption = Annotated[int, typer.Option(
+    "--max-connections", min=1, help="PACS: at most this many requests at once.")]
+
+
+def _pacs_source(archives: list[str], *, since: str | None, until: str | None,
+                 modality: str, study_uids: Path | None, accessions: Path | None,
+                 auth: str | None, ca_bundle: Path | None, max_connections: int,
+                 cache: Path | None = None):
+    """The PACS to sweep when ARCHIVES is one DICOMweb address, checked by asking it; None for
+    files. A bad address, filter or credential fails here, in one line, before any work."""
+    from screen.dicomweb import Filters, PacsAddress, PacsSource, is_pacs_address, parse_auth
+    from screen.dicomweb.connection import Connection, PacsError
+
+    if not any(is_pacs_address(a) for a in archives):
+        if any(o is not None for o in (since, until, study_uids, accessions, auth, ca_bundle,
+                                       cache)):
+            raise fail("--since, --until, --study-uid, --accession, --auth, --ca-bundle and "
+                       "--cache apply to a PACS (dicomweb+https://HOST/PATH) only")
+        return None
+    if len(archives) != 1:
+        raise fail("sweep one PACS at a time, and not together with folders")
+    try:
+        filters = Filters(since=since or "", until=until or "", modality=modality.upper(),
+                          study_uids=_lines(study_uids), accessions=_lines(accessions))
+        connection = Connection(PacsAddress.parse(archives[0]),
+                                parse_auth(auth) if auth else None,
+                                verify=ca_bundle or True, max_connections=max_connections)
+        connection.check()
+    except (ValueError, PacsError) as exc:
+        raise fail(str(exc)) from None
+    return PacsSource(connection, filters, cache)
+
+
+def _store_target(text: str | None, pacs):
+    """Where --store-results sends results; the swept PACS's credentials go with them when
+    it is the same service."""
+    if text is None:
+        return None
+    from screen.dicomweb.store import StoreTarget
+
+    try:
+        return StoreTarget.parse(text, like=pacs.connection if pacs else None)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def _folders(archives: list[str]) -> list[Path]:
+    """The archives that are folders or files, not a PACS."""
+    from screen.dicomweb.address import is_pacs_address
+
+    return [Path(a) for a in archives if not is_pacs_address(a)]
+
+
+def _lines(path: Path | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -98,6 +185,14 @@ def index_command(
     rules: RulesOption = None,
     workers: WorkersOption = None,
     follow_links: FollowLinksOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    modality: ModalityOption = "CT",
+    study_uid: StudyUidsOption = None,
+    accession: AccessionsOption = None,
+    auth: AuthOption = None,
+    ca_bundle: CaBundleOption = None,
+    max_connections: MaxConnectionsOption = 4,
 ) -> None:
     """Crawl archives and decide which series to screen, reading headers only (no pixels)."""
     from screen.atomic import check_writable
@@ -107,16 +202,29 @@ def index_command(
 
     errors_path = errors or out.with_name("errors.parquet")
     try:
-        refuse_inside_archives(archives, {"--out": out, "--errors": errors})
+        refuse_inside_archives(_folders(archives), {"--out": out, "--errors": errors})
         loaded = load_rules(rules)
         for path in (out, errors_path):  # before any work, not after it
             check_writable(path)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
+    pacs = _pacs_source(archives, since=since, until=until, modality=modality,
+                        study_uids=study_uid, accessions=accession, auth=auth,
+                        ca_bundle=ca_bundle, max_connections=max_connections)
+    roots = [] if pacs else [Path(a) for a in archives]
     with _file_progress() as progress:
-        result = index(archives, rules=loaded, workers=workers, progress=progress,
-                       follow_links=follow_links)
-    write_outputs(result, out, errors_path, rules=loaded, roots=archives)
+        if pacs is not None:
+            from screen.dicomweb.connection import PacsError
+            from screen.dicomweb.sweep import index_pacs
+
+            try:
+                result = index_pacs(pacs, rules=loaded, progress=progress)
+            except PacsError as exc:
+                raise fail(str(exc)) from None
+        else:
+            result = index(roots, rules=loaded, workers=workers, progress=progress,
+                           follow_links=follow_links)
+    write_outputs(result, out, errors_path, rules=loaded, roots=roots)
     _print_summary(summary(result), {"inventory": out, "errors": errors_path})
 
 
@@ -171,6 +279,24 @@ def scan_command(
         "--pseudonymize-key", help="Key file (created with a new random key if absent; "
         "keep it to re-identify).", dir_okay=False)] = None,
     follow_links: FollowLinksOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    modality: ModalityOption = "CT",
+    study_uid: StudyUidsOption = None,
+    accession: AccessionsOption = None,
+    auth: AuthOption = None,
+    ca_bundle: CaBundleOption = None,
+    max_connections: MaxConnectionsOption = 4,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="PACS: keep the series retrieved in this folder (default: pixels are "
+        "never written to disk).", file_okay=False, show_default=False)] = None,
+    store_results: Annotated[str | None, typer.Option(
+        "--store-results", help="Send each flagged series' SR and SEG to dicomweb+https://HOST/"
+        "PATH (STOW-RS) or dimse://AET@HOST:PORT (C-STORE); the worklist records whether it "
+        "was stored.", show_default=False)] = None,
+    since_last_run: Annotated[bool, typer.Option(
+        "--since-last-run", help="PACS: sweep only the studies new or changed since the last "
+        "sweep into --out (remembered in a small file beside it).")] = False,
 ) -> None:
     """Index archives, screen every eligible series and write the ranked worklist."""
     from screen.outputs import refuse_inside_archives
@@ -189,7 +315,7 @@ def scan_command(
     memory_limit = 0 if worker_memory is None else _bytes("--worker-memory", worker_memory)
     try:
         # Before anything is written or shown (the library checks again, for its callers).
-        refuse_inside_archives(archives, {
+        refuse_inside_archives(_folders(archives), {
             "--out": out, "--inventory": inventory, "--errors": errors,
             "--review-dir": review_dir, "--dicom-out": dicom_out,
             "--pseudonymize-key": pseudonymize_key})
@@ -199,6 +325,13 @@ def scan_command(
         create_key_file(pseudonymize_key)
         err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
                   highlight=False)
+    pacs = _pacs_source(archives, since=since, until=until, modality=modality,
+                        study_uids=study_uid, accessions=accession, auth=auth,
+                        ca_bundle=ca_bundle, max_connections=max_connections, cache=cache)
+    roots = [] if pacs else [Path(a) for a in archives]
+    if since_last_run and pacs is None:
+        raise fail("--since-last-run applies to a PACS (dicomweb+https://HOST/PATH) only")
+    target = _store_target(store_results, pacs)
     options = ScanOptions(model=model, backend=backend.value, precision=precision.value,
                           workers=workers,
                           gpus=gpus, scheduler=scheduler, scheduler_security=scheduler_security,
@@ -206,10 +339,11 @@ def scan_command(
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
                           dicom_out=dicom_out, pseudonymize_key=pseudonymize_key,
-                          follow_links=follow_links)
+                          follow_links=follow_links, pacs=pacs,
+                          store_results=target, since_last_run=since_last_run)
     try:
         with _scan_progress() as progress:
-            summary = scan(archives, out, inventory=inventory, errors=errors, options=options,
+            summary = scan(roots, out, inventory=inventory, errors=errors, options=options,
                            progress=progress)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None

@@ -244,6 +244,13 @@ def _read(path: str, stop_when: Callable[[BaseTag, str | None, int], bool],
     return ds, at_end
 
 
+def instance_from_dataset(path: str, ds: Dataset, *, size: int = 0,
+                          transfer_syntax_uid: str = "") -> Instance:
+    """The Instance a header read gives, from a data set read some other way (DICOMweb
+    metadata, say); ``path`` is where its pixels are found."""
+    return _instance(path, ds, size, transfer_syntax_uid, "")
+
+
 def _instance(path: str, ds: Dataset, size: int, transfer_syntax: str,
               media_sop_class: str) -> Instance:
     h = _Header(ds)

@@ -44,6 +44,8 @@ from screen.records import InventoryEntry, Series, Volume
 from screen.select import Rules, load_rules
 
 if TYPE_CHECKING:
+    from screen.dicomweb import PacsSource
+    from screen.dicomweb.store import StoreTarget
     from screen.model.package import ModelPackage
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,9 @@ class ScanOptions:
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
     follow_links: bool = False  # follow symbolic links out of the archive
+    pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
+    store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
+    since_last_run: bool = False  # PACS: only studies new or changed since the last sweep
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,7 @@ class SeriesOutputs:
     review_dir: Path | None = None
     dicom_out: Path | None = None
     pseudonym_key: bytes | None = None
+    pacs: PacsSource | None = None  # where the pixels come from; None: the files
 
     def pseudonymizer(self) -> Pseudonymizer | None:
         return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
@@ -158,7 +164,10 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
                  options: ScanOptions, progress: ScanProgress, package: ModelPackage,
                  rules: Rules, threshold: float, security: Security | None) -> ScanSummary:
     key = read_key_file(options.pseudonymize_key) if options.pseudonymize_key else None
-    outputs = SeriesOutputs(threshold, options.review_dir, options.dicom_out, key)
+    dicom_out = options.dicom_out
+    if options.store_results is not None and dicom_out is None:
+        dicom_out = out.with_name(out.name + ".dicom")  # what is stored is kept beside --out
+    outputs = SeriesOutputs(threshold, options.review_dir, dicom_out, key, options.pacs)
     pseudonymizer = outputs.pseudonymizer()
     store = worklist.PartStore(out, pseudonymizer)
     if not options.resume:
@@ -178,8 +187,17 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         client.register_plugin(DetectorPlugin(spec))
         _check_detector(client, spec)
         clock = time.perf_counter()
-        result = indexing.index(roots, rules=rules, executor=client.get_executor(),
-                                progress=progress.index, follow_links=options.follow_links)
+        last_run = None
+        if options.pacs is not None:
+            from screen.dicomweb.last_run import LastRun
+            from screen.dicomweb.sweep import index_pacs
+
+            last_run = LastRun(out, str(options.pacs.address)) if options.since_last_run else None
+            result = index_pacs(options.pacs, rules=rules, progress=progress.index,
+                                last_run=last_run)
+        else:
+            result = indexing.index(roots, rules=rules, executor=client.get_executor(),
+                                    progress=progress.index, follow_links=options.follow_links)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
         if pseudonymizer is not None:  # it has seen every identifier now
@@ -195,6 +213,15 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         table = worklist.finalise(rows, threshold)
         clock = time.perf_counter()
         missing_extras = _fill_in_extras(client, table, result, outputs, progress)
+        if options.store_results is not None and dicom_out is not None:
+            from screen.dicomweb.store import store_flagged
+
+            stored = store_flagged(table.to_pylist(), {e.series.key: e.series for e in
+                                                       result.eligible},
+                                   dicom_out, options.store_results, progress.on_notice)
+            store.write(stored)  # so that a resumed run knows what is still to be stored
+            rows += stored
+            table = worklist.finalise(rows, threshold)
         if options.review_dir is not None:
             _review_top(client, table, result, options.review_top, outputs)
         if options.review_dir is not None or options.dicom_out is not None:
@@ -217,6 +244,8 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
     worklist.write_worklist(table, out, extra)
+    if last_run is not None:
+        last_run.save(table.to_pylist(), result.errors)
     if options.review_dir is not None:
         from screen.review import write_index
 
@@ -388,7 +417,8 @@ def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesO
     confirm = bool(entry.confirm)
     if not split:
         return client.submit(screen_series, entry.series, confirm, outputs, key=key, pure=False)
-    volume = client.submit(load_series, entry.series, confirm, key=f"load-{name}", pure=False)
+    volume = client.submit(load_series, entry.series, confirm, outputs.pacs, key=f"load-{name}",
+                           pure=False)
     return client.submit(detect_series, entry.series, volume, outputs, key=key, pure=False,
                          resources={"GPU": 1})
 
@@ -449,13 +479,14 @@ class Loaded:
     seconds: float
 
 
-def load_series(series: Series, confirm: bool) -> Loaded:
+def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -> Loaded:
     """The series' volume, why its content rules it out, or why it could not be loaded."""
     from screen.volume import VolumeError, load_volume, looks_abdominal
+    from screen.volume.decode import read_dataset
 
     start = time.perf_counter()
     try:
-        volume = load_volume(series)
+        volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
     except VolumeError as exc:
         return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
     if confirm:
@@ -525,10 +556,16 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
             from screen.dicom_out import write_seg, write_sr
 
             # These go back into the PACS, so they keep the real identifiers.
+            headers = outputs.pacs.headers(series) if outputs.pacs else None
+            seg = None
+            try:  # the SEG first, so that the SR can list it in its evidence
+                seg = write_seg(outputs.dicom_out, series, volume, analysis,
+                                model_name=card.name, model_version=card.version,
+                                lesion_probability=lesion_p, headers=headers)
+            except ValueError as exc:  # no pancreas to outline: the SR goes alone
+                log.warning("no SEG for series %s: %s", series.key, exc)
             write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
-                     analysis.detection.score)
-            write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
-                      model_version=card.version, lesion_probability=lesion_p)
+                     analysis.detection.score, segmentation=seg, headers=headers)
     except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the row
         log.warning("could not write review images or DICOM for %s: %s: %s", series.key,
                     type(exc).__name__, exc)
@@ -538,7 +575,7 @@ def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOu
     """Review images and DICOM for a flagged series scored earlier, from its pixels again."""
     from screen.detect.detector import analyse
 
-    loaded = load_series(series, confirm=False)
+    loaded = load_series(series, confirm=False, pacs=outputs.pacs)
     if isinstance(loaded.outcome, Volume):
         _write_extras(series, loaded.outcome, analyse(loaded.outcome, worker_detector()), row,
                       outputs)
@@ -567,7 +604,7 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
     from screen.detect.detector import analyse
     from screen.review import render_series
 
-    loaded = load_series(series, confirm=False)
+    loaded = load_series(series, confirm=False, pacs=outputs.pacs)
     if isinstance(loaded.outcome, Volume):
         analysis = analyse(loaded.outcome, worker_detector())
         render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
@@ -575,4 +612,4 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
 
 
 def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
-    return detect_series(series, load_series(series, confirm), outputs)
+    return detect_series(series, load_series(series, confirm, outputs.pacs), outputs)

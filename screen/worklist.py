@@ -42,6 +42,10 @@ SCHEMA = pa.schema([
     # interpolated), and the slices left out, so that the inventory can say which were used.
     pa.field("warnings", pa.list_(pa.string())),
     pa.field(LEFT_OUT_COLUMN, pa.list_(pa.string())),
+    # Whether a flagged series' SR and SEG reached the PACS (--store-results), and why not;
+    # null where nothing was to be stored.
+    pa.field("stored", pa.bool_()),
+    pa.field("store_error", pa.string()),
 ])
 
 

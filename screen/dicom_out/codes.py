@@ -33,5 +33,11 @@ SITE: dict[Location, CodedConcept] = {
 }
 
 SCORE = CodedConcept("LESION-SCORE", PRIVATE_SCHEME, "Pancreatic lesion suspicion score")
-# The algorithm family of the segmentation (CID 7162 is extensible).
-NETWORK_FAMILY = CodedConcept("CNN-SEG", PRIVATE_SCHEME, "Convolutional network segmentation")
+# The algorithm family of the segmentation: CID 7162 "Artificial Intelligence".
+NETWORK_FAMILY = CodedConcept("123110", "DCM", "Artificial Intelligence")
+
+# Recommended display colours (sRGB; the SEG stores them as CIELab): the pancreas in the
+# colour anatomy viewers commonly give it (3D Slicer's generic anatomy table), the lesion in
+# red so that it stands out against the gland.
+PANCREAS_RGB = (249, 180, 111)
+LESION_RGB = (255, 0, 0)

@@ -16,6 +16,7 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from highdicom.seg import SegmentAlgorithmTypeValues, SegmentationTypeValues, SegmentDescription
+from pydicom.dataset import Dataset
 
 from screen import __version__
 from screen.detect.detector import Analysis
@@ -38,9 +39,10 @@ logger = logging.getLogger(__name__)
 
 def write_seg(out_dir: Path, series: Series, volume: Volume, analysis: Analysis, *,
               model_name: str = "screen", model_version: str = __version__,
-              lesion_probability: float = 0.5) -> Path:
+              lesion_probability: float = 0.5, headers: list[Dataset] | None = None) -> Path:
     """Write ``<out_dir>/<series key>.seg.dcm`` with segment 1 pancreas (the whole gland)
-    and, when the detection has one, segment 2 lesion; return its path."""
+    and, when the detection has one, segment 2 lesion; return its path. ``headers``: the
+    source instances' headers, when they were not read from files."""
     if not isinstance(series, Series):
         raise TypeError(f"write_seg needs a Series, got {type(series).__name__}")
     if not isinstance(volume, Volume):
@@ -62,16 +64,18 @@ def write_seg(out_dir: Path, series: Series, volume: Volume, analysis: Analysis,
         segmented_property_category=c.ANATOMICAL_STRUCTURE, segmented_property_type=c.PANCREAS,
         algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
         tracking_uid=stable_uid("seg-pancreas", series.key, model_name, model_version),
-        tracking_id="Pancreas", anatomic_regions=[c.ABDOMEN])]
+        tracking_id="Pancreas", anatomic_regions=[c.ABDOMEN],
+        display_color=hd.color.CIELabColor.from_rgb(*c.PANCREAS_RGB))]
     if with_lesion:
         segments.append(SegmentDescription(
             segment_number=2, segment_label="Suspected lesion",
             segmented_property_category=c.ABNORMAL_STRUCTURE, segmented_property_type=c.LESION,
             algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
             tracking_uid=stable_uid("seg-lesion", series.key, model_name, model_version),
-            tracking_id="Most suspicious pancreatic lesion", anatomic_regions=[c.PANCREAS]))
+            tracking_id="Most suspicious pancreatic lesion", anatomic_regions=[c.PANCREAS],
+            display_color=hd.color.CIELabColor.from_rgb(*c.LESION_RGB)))
     seg = hd.seg.Segmentation(
-        source_images=read_sources(series), pixel_array=frames,
+        source_images=read_sources(series, headers), pixel_array=frames,
         segmentation_type=SegmentationTypeValues.BINARY, segment_descriptions=segments,
         series_instance_uid=stable_uid("seg-series", series.key, model_name, model_version),
         series_number=SEG_SERIES_NUMBER,

@@ -23,9 +23,15 @@ SR_SERIES_NUMBER = 9901
 SEG_SERIES_NUMBER = 9902
 
 
-def read_sources(series: Series) -> list[Dataset]:
+def read_sources(series: Series, headers: list[Dataset] | None = None) -> list[Dataset]:
     """Each instance's header (no pixels): what the new objects reference and copy the
-    patient and study from."""
+    patient and study from. ``headers`` gives them when they were read some other way (a
+    PACS sweep has them from WADO-RS metadata); by default each file is read."""
+    if headers is not None:
+        if len(headers) != len(series.instances):
+            raise ValueError(f"{len(headers)} headers for the {len(series.instances)} "
+                             f"instances of series {series.key!r}")
+        return list(headers)
     datasets = []
     for instance in series.instances:
         try:

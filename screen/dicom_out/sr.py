@@ -17,6 +17,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
@@ -32,6 +33,7 @@ from highdicom.sr import (
     VolumeSurface,
     VolumetricROIMeasurementsAndQualitativeEvaluations,
 )
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from screen.dicom_out import codes as c
@@ -50,8 +52,14 @@ logger = logging.getLogger(__name__)
 
 
 def write_sr(out_dir: Path, series: Series, detection: Detection, model_name: str,
-             model_version: str, score: float) -> Path:
-    """Write ``<out_dir>/<series key>.sr.dcm`` and return its path."""
+             model_version: str, score: float, *, segmentation: Path | None = None,
+             headers: list[Dataset] | None = None) -> Path:
+    """Write ``<out_dir>/<series key>.sr.dcm`` and return its path.
+
+    ``segmentation``: the series' SEG file, which the SR then lists in its evidence beside
+    the source images, so a viewer that opens the report finds the outlines. ``headers``:
+    the source instances' headers, when they were not read from files.
+    """
     if not isinstance(series, Series):
         raise TypeError(f"write_sr needs a Series, got {type(series).__name__}")
     if not isinstance(detection, Detection):
@@ -64,7 +72,10 @@ def write_sr(out_dir: Path, series: Series, detection: Detection, model_name: st
     if detection.lesion_center_lps is not None and not frame_of_reference:
         raise ValueError(f"series {series.key!r} has no FrameOfReferenceUID to place the lesion in")
 
-    sources = read_sources(series)
+    sources = read_sources(series, headers)
+    evidence = list(sources)
+    if segmentation is not None:
+        evidence.append(pydicom.dcmread(segmentation, stop_before_pixels=True))
     algorithm = AlgorithmIdentification(name=model_name, version=model_version)
     device = ObserverContext(
         observer_type=codes.DCM.Device,
@@ -97,7 +108,7 @@ def write_sr(out_dir: Path, series: Series, detection: Detection, model_name: st
         observation_context=ObservationContext(observer_device_context=device),
         procedure_reported=c.PROCEDURE, imaging_measurements=[group], title=c.REPORT_TITLE)
     sr = Comprehensive3DSR(
-        evidence=sources, content=report,
+        evidence=evidence, content=report,
         series_instance_uid=stable_uid("sr-series", series.key, model_name, model_version),
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=stable_uid("sr", series.key, model_name, model_version),

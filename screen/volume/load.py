@@ -16,6 +16,7 @@ from) at any time, in buffers reused from slice to slice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -34,7 +35,13 @@ log = logging.getLogger(__name__)
 MAX_DAMAGED_SLICES = 2
 
 
-def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
+# Where a series' instances come from: a path to its Dataset, pixels included. Files by
+# default; a PACS sweep gives its WADO-RS retrieval (screen.dicomweb.retrieve).
+Reader = Callable[[str], Dataset]
+
+
+def load_volume(series: Series, *, max_gap_slices: int = 1,
+                read: Reader = read_dataset) -> Volume:
     """The series as a Volume, or VolumeError saying in words why it cannot be one.
 
     One rule for every transfer syntax: a file whose pixels cannot be decoded (truncated
@@ -42,6 +49,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
     as a missing slice, with a warning and its path in ``Volume.left_out``, so long as the
     gap it leaves is within ``max_gap_slices``; more than ``MAX_DAMAGED_SLICES`` such files
     fail the series. A syntax that nothing installed decodes fails it at once.
+    ``read`` opens each instance by its path.
     """
     if not isinstance(series, Series):
         raise TypeError(f"load_volume needs a Series, got {type(series).__name__}")
@@ -49,7 +57,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
     left_out: list[str] = []
     while True:
         try:
-            return _load(series, max_gap_slices, tuple(notes), tuple(left_out))
+            return _load(series, max_gap_slices, tuple(notes), tuple(left_out), read)
         except DamagedPixels as exc:
             remaining = tuple(i for i in series.instances if i.path != exc.path)
             if len(left_out) >= MAX_DAMAGED_SLICES or len(remaining) < 2 or \
@@ -62,7 +70,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
 
 
 def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],
-          left_out: tuple[str, ...]) -> Volume:
+          left_out: tuple[str, ...], read: Reader) -> Volume:
     plan = plan_slices(series, max_gap_slices=max_gap_slices)
     for syntax in plan.transfer_syntaxes:
         check_decodable(syntax, next(i.path for i in series.instances
@@ -72,7 +80,7 @@ def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],
     acquired = (len(plan.outputs), plan.rows, plan.columns)
     hu = np.empty(orient.turned_shape(acquired, turn), dtype=np.float32)
     target = orient.acquisition_view(hu, turn)
-    _fill(target, plan)
+    _fill(target, plan, read)
 
     uids = tuple(plan.sources[o.nearest].sop_instance_uid for o in plan.outputs)
     if turn.flip[2]:
@@ -88,9 +96,9 @@ def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],
     )
 
 
-def _fill(target: np.ndarray, plan: SlicePlan) -> None:
+def _fill(target: np.ndarray, plan: SlicePlan, read: Reader) -> None:
     """Write every output slice into ``target`` (indexed [k, j, i] in acquisition order)."""
-    source = _SourceReader(plan)
+    source = _SourceReader(plan, read)
     for k, out in enumerate(plan.outputs):
         if out.weight == 0.0 or out.upper == out.lower:
             source.write(out.lower, target[k])
@@ -114,8 +122,8 @@ class _SourceReader:
     and again. Loading thus allocates nothing per slice beyond what a decoder plugin returns.
     """
 
-    def __init__(self, plan: SlicePlan) -> None:
-        self._plan = plan
+    def __init__(self, plan: SlicePlan, read: Reader) -> None:
+        self._plan, self._read = plan, read
         self._decoder = FrameDecoder()
         self._slices: dict[int, np.ndarray] = {}
         self._buffers: list[np.ndarray] = []
@@ -166,5 +174,5 @@ class _SourceReader:
 
     def _dataset(self, path: str) -> Dataset:
         if self._file is None or self._file[0] != path:
-            self._file = (path, read_dataset(path))
+            self._file = (path, self._read(path))
         return self._file[1]

@@ -159,3 +159,30 @@ def test_dciodvfy_finds_no_errors(sr_path: Path, seg_path: Path) -> None:
         messages = _dciodvfy(path)
         assert not [m for m in messages if m.startswith("Error")], messages
         assert _unexplained(messages) == [], messages
+
+
+def test_sr_lists_its_seg_in_the_evidence(tmp_path: Path, seg_path: Path, lesion_case) -> None:
+    detection = lesion_case.analysis.detection
+    path = write_sr(tmp_path, lesion_case.series, detection, MODEL, VERSION, detection.score,
+                    segmentation=seg_path)
+    sr, seg = hd.sr.srread(path), pydicom.dcmread(seg_path)
+    evidence = {(series.SeriesInstanceUID, ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID)
+                for study in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in study.ReferencedSeriesSequence
+                for ref in series.ReferencedSOPSequence}
+    assert (seg.SeriesInstanceUID, seg.SOPClassUID, seg.SOPInstanceUID) in evidence
+    sources = {uid for _, _, uid in evidence} - {seg.SOPInstanceUID}
+    assert sources == {i.sop_instance_uid for i in lesion_case.series.instances}
+
+
+def test_seg_names_the_ai_algorithm_family_and_display_colours(seg_path: Path) -> None:
+    seg = pydicom.dcmread(seg_path)
+    for segment in seg.SegmentSequence:
+        family = segment.SegmentationAlgorithmIdentificationSequence[0] \
+            .AlgorithmFamilyCodeSequence[0]
+        assert (family.CodeValue, family.CodingSchemeDesignator, family.CodeMeaning) == (
+            "123110", "DCM", "Artificial Intelligence")
+    colours = {s.SegmentLabel: hd.color.CIELabColor.from_dicom_value(
+        tuple(s.RecommendedDisplayCIELabValue)).to_rgb() for s in seg.SegmentSequence}
+    assert colours["Pancreas"] == pytest.approx((249, 180, 111), abs=2)
+    assert colours["Suspected lesion"] == pytest.approx((255, 0, 0), abs=2)
