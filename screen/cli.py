@@ -126,7 +126,13 @@ def scan_command(
         "--review-dir", help="Write key images and an offline HTML report for flagged series.",
         file_okay=False)] = None,
     review_top: Annotated[int, typer.Option(
-        "--review-top", min=0, help="Also draw the N highest scores that were not flagged.")] = 0,
+        "--review-top", min=0, help="Also draw the N highest-scoring series that were not "
+        "flagged.")] = 0,
+    viewer_url: Annotated[str | None, typer.Option(
+        "--viewer-url", help="Link each review row and page to the site's viewer, e.g. "
+        "'https://pacs.example/viewer?StudyInstanceUIDs={study}'; {study}, {series} and "
+        "{accession} are filled in, URL-encoded. With --pseudonymize only {study} and {series} "
+        "may be used: the UIDs stay real, the accession number does not.")] = None,
     dicom_out: Annotated[Path | None, typer.Option(
         "--dicom-out", help="Write a DICOM SR and SEG for each flagged series (for the PACS).",
         file_okay=False)] = None,
@@ -149,6 +155,17 @@ def scan_command(
                   highlight=False)
     if review_top and review_dir is None:
         raise fail("--review-top needs --review-dir")
+    if viewer_url is not None:
+        from screen.review.viewer import ViewerLink
+
+        if review_dir is None:
+            raise fail("--viewer-url needs --review-dir")
+        try:
+            link = ViewerLink(viewer_url)
+            if pseudonymize:
+                link.check_pseudonymized()
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     if worker_memory is not None and scheduler:
         raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
                    "cluster --memory-limit when you start them")
@@ -157,7 +174,7 @@ def scan_command(
                           gpus=gpus, scheduler=scheduler, worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
-                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
+                          viewer_url=viewer_url, dicom_out=dicom_out, pseudonymize_key=pseudonymize_key)
     try:
         with _scan_progress() as progress:
             summary = scan(archives, out, inventory=inventory, errors=errors, options=options,
@@ -277,6 +294,36 @@ def doctor_command(
     from screen.doctor import doctor_report, render_doctor
 
     render_doctor(doctor_report(model=model, cache=cache))
+
+
+@app.command("review")
+def review_command(
+    folder: Annotated[Path, typer.Argument(help="Review report folder (--review-dir of a scan).",
+                                           exists=True, file_okay=False)],
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="Name recorded with each decision (default: your login name).")] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port on 127.0.0.1 (default: any free one).")] = 0,
+) -> None:
+    """Serve a review report on this machine, so that reviewers can record agree, disagree or
+    unsure and a note for each series, into decisions.parquet in the report folder."""
+    import getpass
+
+    from screen.review.server import ReviewServer
+
+    try:
+        server = ReviewServer(folder, reviewer or getpass.getuser(), port=port)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    err.print(f"reviewing as {server.reviewer}; open {server.url}\n"
+              "the address holds a key: share it only with reviewers. Ctrl-C stops.",
+              highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 def _bytes(option: str, text: str) -> int:

@@ -50,7 +50,8 @@ class ScanOptions:
     threshold: float | None = None
     rules: Path | None = None
     review_dir: Path | None = None  # key images and an HTML report for flagged series
-    review_top: int = 0  # ... and for the N highest scores, flagged or not
+    review_top: int = 0  # ... and for the N highest-scoring series that were not flagged
+    viewer_url: str | None = None  # a link template to the site's viewer on each review page
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
 
@@ -173,9 +174,10 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         extra = indexing.private_provenance(extra, pseudonymizer)
     worklist.write_worklist(table, out, extra)
     if options.review_dir is not None:
-        from screen.review import write_index
+        from screen.review import ViewerLink, write_index
 
-        write_index(options.review_dir, table)
+        viewer = ViewerLink(options.viewer_url) if options.viewer_url else None
+        write_index(options.review_dir, table, viewer=viewer, threshold=threshold)
     seconds["write"] = time.perf_counter() - clock
     statuses = table["status"].to_pylist()
     return ScanSummary(
@@ -273,9 +275,9 @@ def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesO
 
 def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
                 outputs: SeriesOutputs) -> None:
-    """Key images for the ``top`` highest scores that were not flagged (flagged ones have
-    theirs already, drawn while their volume was in memory)."""
-    rows = [r for r in table.to_pylist()[:top] if r["status"] == "ok" and not r["flagged"]]
+    """Key images for the ``top`` highest-scoring series that were not flagged (flagged ones
+    have theirs already, drawn while their volume was in memory)."""
+    rows = [r for r in table.to_pylist() if r["status"] == "ok" and not r["flagged"]][:top]
     by_key = {e.series.key: e for e in result.eligible}
     futures = [client.submit(review_series, by_key[r[worklist.KEY_COLUMN]].series, r, outputs,
                              pure=False) for r in rows if r[worklist.KEY_COLUMN] in by_key]
