@@ -215,8 +215,13 @@ def synth_command(
 def evaluate_command(
     worklist: Annotated[Path, typer.Argument(help="Worklist written by screen scan.",
                                              exists=True, dir_okay=False)],
-    truth: Annotated[Path, typer.Option("--truth", help="Truth CSV (series_instance_uid,label,"
-                                        "lesion_x_mm,...).", exists=True, dir_okay=False)],
+    truth: Annotated[Path | None, typer.Option("--truth", help="Truth CSV (series_instance_uid,"
+                                               "label,lesion_x_mm,...).", exists=True,
+                                               dir_okay=False)] = None,
+    decisions: Annotated[Path | None, typer.Option(
+        "--decisions", help="Reviewers' decisions (decisions.parquet in a review folder): the "
+        "flags' positive predictive value and the reviewers' agreement.", exists=True,
+        dir_okay=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, max=1.0,
         help="Operating threshold (default: the worklist's flagged column).")] = None,
@@ -226,11 +231,28 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the ROC curve as PNG.")] = None,
 ) -> None:
-    """AUROC, sensitivity and specificity with 95% CIs, localisation, by lesion size and place."""
+    """AUROC, sensitivity and specificity with 95% CIs, localisation, by lesion size and place;
+    with --decisions, the flags against the reviewers."""
     import json
 
     from screen.evaluate import evaluate, plot_roc, render_table
 
+    if truth is None and decisions is None:
+        raise fail("give --truth, --decisions or both")
+    if decisions is not None:
+        from screen.evaluate_decisions import evaluate_decisions
+
+        try:
+            reviewed = evaluate_decisions(worklist, decisions)
+        except (ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+        if as_json and truth is None:
+            typer.echo(json.dumps(reviewed.to_dict(), indent=2))
+        else:
+            for line in reviewed.lines():
+                err.print(line, highlight=False)
+    if truth is None:
+        return
     try:
         result = evaluate(worklist, truth, threshold=threshold, replicates=replicates, seed=seed)
     except (ValueError, OSError) as exc:

@@ -72,7 +72,7 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "accession_number": first.accession_number,
         "study_instance_uid": first.study_instance_uid,
         "series_instance_uid": first.series_instance_uid,
-        "study_date": first.study_date,
+        "study_date": tables.dicom_date(first.study_date),
         "series_description": first.series_description,
         "model": producer.model,
         "model_version": producer.model_version,
@@ -127,7 +127,7 @@ class PartStore:
         parts = sorted(self.folder.glob("part-*.parquet"), key=self._number)
         if not parts:
             return SCHEMA.empty_table()
-        return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
+        return pa.concat_tables(_read_part(p) for p in parts)
 
     def done(self, model_sha256: str) -> set[str]:
         """Series already scored, or rejected by content, by this exact model package."""
@@ -147,6 +147,20 @@ class PartStore:
         for part in self.folder.glob("part-*.parquet"):
             part.unlink()
         self._next = 1
+
+
+_TEXT_DATE = SCHEMA.set(SCHEMA.get_field_index("study_date"), pa.field("study_date", pa.string()))
+
+
+def _read_part(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=SCHEMA)
+    except pa.ArrowInvalid:
+        # Parts written before study_date became a date hold DICOM's YYYYMMDD text: resume
+        # them rather than screen their series again.
+        table = pq.read_table(path, schema=_TEXT_DATE)
+        dates = pa.array([tables.dicom_date(v) for v in table["study_date"].to_pylist()], pa.date32())
+        return table.set_column(table.schema.get_field_index("study_date"), SCHEMA.field("study_date"), dates)
 
 
 def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:

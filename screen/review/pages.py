@@ -30,6 +30,7 @@ from screen.review import decisions, scripts
 from screen.review.images import LESION_RGB, PANCREAS_RGB
 from screen.review.stack import ALPHABET, Stack, load_stack, to_text
 from screen.review.viewer import ViewerLink
+from screen.tables import dicom_date
 
 logger = logging.getLogger(__name__)
 
@@ -134,14 +135,8 @@ def _flag(value: object) -> str:
 
 def iso_date(value: object) -> str | None:
     """A study date as YYYY-MM-DD, from a date or DICOM's YYYYMMDD; None when it is neither."""
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and re.fullmatch(r"\d{8}", value):
-        try:
-            return date(int(value[:4]), int(value[4:6]), int(value[6:])).isoformat()
-        except ValueError:
-            return None
-    return None
+    day = value if isinstance(value, date) else dicom_date(value)  # type: ignore[arg-type]
+    return day.isoformat() if day is not None else None
 
 
 def _json_script(element_id: str, value: object) -> str:
