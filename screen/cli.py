@@ -348,6 +348,48 @@ def review_command(
         server.close()
 
 
+@app.command("monitor")
+def monitor_command(
+    sweeps: Annotated[list[Path], typer.Argument(help="Worklists of the sweeps, oldest first.",
+                                                 exists=True, dir_okay=False, show_default=False)],
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Worklist to compare against (default: the first sweep).",
+        exists=True, dir_okay=False)] = None,
+    decisions: Annotated[list[Path] | None, typer.Option(
+        "--decisions", help="Reviewers' decisions.parquet, for calibration (repeatable).",
+        exists=True, dir_okay=False)] = None,
+    html: Annotated[Path, typer.Option("--html", help="Page with plots to write.")] = Path(
+        "monitor.html"),
+    summary: Annotated[Path, typer.Option("--json", help="JSON summary to write.")] = Path(
+        "monitor.json"),
+    psi_threshold: Annotated[float, typer.Option(
+        "--psi-threshold", min=0.0, help="A population stability index above this is a "
+        "shift.")] = 0.25,
+    fail_on_shift: Annotated[bool, typer.Option(
+        "--fail-on-shift", help="Exit with status 1 when any sweep shifted.")] = False,
+) -> None:
+    """Compare sweeps over time: score distribution, flagged, pancreas-found and rejection
+    rates, and the inputs (slice thickness, kernel, contrast phase, scanner)."""
+    from screen.atomic import write_bytes_atomic
+    from screen.monitor.drift import monitor
+    from screen.monitor.report import write_html
+
+    try:
+        report = monitor(sweeps, reference, decisions=decisions or (), psi_threshold=psi_threshold)
+        write_html(report, html)
+        write_bytes_atomic(summary, report.to_json().encode())
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for sweep, shift in report.shifted:
+        err.print(f"[bold yellow]warning:[/] {sweep}: {shift.what} shifted from "
+                  f"{report.reference} (PSI {shift.psi:.2f} > {psi_threshold})", highlight=False)
+    err.print(f"{len(report.sweeps)} sweeps against {report.reference}: "
+              f"{len(report.shifted)} shifts; plots in {html}, summary in {summary}",
+              highlight=False)
+    if fail_on_shift and report.shifted:
+        raise typer.Exit(1)
+
+
 def _bytes(option: str, text: str) -> int:
     """A size such as 4GiB, 1.5GB or 800MB, in bytes, or a failure that names the option."""
     from dask.utils import parse_bytes

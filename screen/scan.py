@@ -169,6 +169,9 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         "model_sha256": package.sha256, "threshold": threshold,
         "backend_requested": options.backend, "precision": options.precision,
         "archives": [str(Path(r).resolve()) for r in roots],
+        # For `screen monitor`: rejected series leave the worklist, their count stays here.
+        "eligible_by_tags": len(result.eligible) + len(ruled_out),
+        "rejected_by_content": len(ruled_out),
     }
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
@@ -377,8 +380,10 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     timing["detect_seconds"] = time.perf_counter() - start
     detection = analysis.detection
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
-    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid)
-                  | timing)
+    from screen.monitor.intake import measure_intake
+
+    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
+                               intake=measure_intake(volume, analysis).as_row()) | timing)
     if worklist.is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
     return row

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,14 @@ SCHEMA = pa.schema([
     # Where the time went for this series, for capacity planning.
     pa.field("load_seconds", pa.float32()),
     pa.field("detect_seconds", pa.float32()),
+    # What came in, for `screen monitor` to compare sweeps without reading pixels again: from
+    # the headers, and measured on the volume while it was in memory (screen.monitor.intake).
+    pa.field("slice_thickness_mm", pa.float32()),
+    pa.field("convolution_kernel", pa.string()),
+    pa.field("scanner", pa.string()),
+    pa.field("aorta_hu", pa.float32()),
+    pa.field("contrast_phase", pa.string()),
+    pa.field("pancreas_hu", pa.float32()),
 ])
 
 
@@ -54,11 +62,12 @@ REJECTED = "rejected"  # kept in part files for --resume, never in the final wor
 
 def row(series: Series, producer: Producer, detection: Detection | None = None,
         key_sop_instance_uid: str | None = None, error: str | None = None,
-        status: str = "error") -> dict[str, object]:
+        status: str = "error", intake: Mapping[str, object] | None = None) -> dict[str, object]:
     """One worklist row: scored when ``detection`` is given, else ``status`` with its reason.
 
     ``status`` is ``error``, or ``rejected`` for a series whose image content showed it is
     not an abdomen after all (it leaves the worklist and is marked so in the inventory).
+    ``intake`` holds what was measured on the volume (``Intake.as_row()``).
     """
     if (detection is None) == (error is None):
         raise ValueError("a worklist row needs either a detection or an error, not both")
@@ -80,6 +89,9 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "precision": producer.precision,
         KEY_COLUMN: series.key,
         HASH_COLUMN: producer.model_sha256,
+        "slice_thickness_mm": first.slice_thickness or series.geometry.slice_spacing_mm or None,
+        "convolution_kernel": first.convolution_kernel or None,
+        "scanner": " ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v) or None,
     }
     if detection is None:
         return base | {"status": status, "error": error, "score": None,
@@ -97,6 +109,7 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "lesion_diameter_mm": detection.lesion_diameter_mm,
         "lesion_location": detection.lesion_location.value if detection.lesion_location else None,
         "key_sop_instance_uid": key_sop_instance_uid,
+        **(intake or {}),
     }
 
 
