@@ -268,7 +268,13 @@ def scan_command(
         "--review-dir", help="Write key images and an offline HTML report for flagged series.",
         file_okay=False)] = None,
     review_top: Annotated[int, typer.Option(
-        "--review-top", min=0, help="Also draw the N highest scores that were not flagged.")] = 0,
+        "--review-top", min=0, help="Also draw the N highest-scoring series that were not "
+        "flagged.")] = 0,
+    viewer_url: Annotated[str | None, typer.Option(
+        "--viewer-url", help="Link each review row and page to the site's viewer, e.g. "
+        "'https://pacs.example/viewer?StudyInstanceUIDs={study}'; {study}, {series} and "
+        "{accession} are filled in, URL-encoded. With --pseudonymize only {study} and {series} "
+        "may be used: the UIDs stay real, the accession number does not.")] = None,
     dicom_out: Annotated[Path | None, typer.Option(
         "--dicom-out", help="Write a DICOM SR and SEG for each flagged series (for the PACS).",
         file_okay=False)] = None,
@@ -309,6 +315,17 @@ def scan_command(
         raise fail("--scheduler-security goes with --scheduler (a local cluster makes its own)")
     if review_top and review_dir is None:
         raise fail("--review-top needs --review-dir")
+    if viewer_url is not None:
+        from screen.review.viewer import ViewerLink
+
+        if review_dir is None:
+            raise fail("--viewer-url needs --review-dir")
+        try:
+            link = ViewerLink(viewer_url)
+            if pseudonymize:
+                link.check_pseudonymized()
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     if worker_memory is not None and scheduler:
         raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
                    "cluster --memory-limit when you start them")
@@ -338,7 +355,8 @@ def scan_command(
                           worker_memory=memory_limit,
                           resume=resume, threshold=threshold,
                           rules=rules, review_dir=review_dir, review_top=review_top,
-                          dicom_out=dicom_out, pseudonymize_key=pseudonymize_key,
+                          viewer_url=viewer_url, dicom_out=dicom_out,
+                          pseudonymize_key=pseudonymize_key,
                           follow_links=follow_links, pacs=pacs,
                           store_results=target, since_last_run=since_last_run)
     try:
@@ -385,8 +403,13 @@ def synth_command(
 def evaluate_command(
     worklist: Annotated[Path, typer.Argument(help="Worklist written by screen scan.",
                                              exists=True, dir_okay=False)],
-    truth: Annotated[Path, typer.Option("--truth", help="Truth CSV (series_instance_uid,label,"
-                                        "lesion_x_mm,...).", exists=True, dir_okay=False)],
+    truth: Annotated[Path | None, typer.Option("--truth", help="Truth CSV (series_instance_uid,"
+                                               "label,lesion_x_mm,...).", exists=True,
+                                               dir_okay=False)] = None,
+    decisions: Annotated[Path | None, typer.Option(
+        "--decisions", help="Reviewers' decisions (decisions.parquet in a review folder): the "
+        "flags' positive predictive value and the reviewers' agreement.", exists=True,
+        dir_okay=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, max=1.0,
         help="Operating threshold (default: the worklist's flagged column).")] = None,
@@ -396,11 +419,28 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the ROC curve as PNG.")] = None,
 ) -> None:
-    """AUROC, sensitivity and specificity with 95% CIs, localisation, by lesion size and place."""
+    """AUROC, sensitivity and specificity with 95% CIs, localisation, by lesion size and place;
+    with --decisions, the flags against the reviewers."""
     import json
 
     from screen.evaluate import evaluate, plot_roc, render_table
 
+    if truth is None and decisions is None:
+        raise fail("give --truth, --decisions or both")
+    if decisions is not None:
+        from screen.evaluate_decisions import evaluate_decisions
+
+        try:
+            reviewed = evaluate_decisions(worklist, decisions)
+        except (ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+        if as_json and truth is None:
+            typer.echo(json.dumps(reviewed.to_dict(), indent=2))
+        else:
+            for line in reviewed.lines():
+                err.print(line, highlight=False)
+    if truth is None:
+        return
     try:
         result = evaluate(worklist, truth, threshold=threshold, replicates=replicates, seed=seed)
     except (ValueError, OSError) as exc:
@@ -464,6 +504,78 @@ def doctor_command(
     from screen.doctor import doctor_report, render_doctor
 
     render_doctor(doctor_report(model=model, cache=cache))
+
+
+@app.command("review")
+def review_command(
+    folder: Annotated[Path, typer.Argument(help="Review report folder (--review-dir of a scan).",
+                                           exists=True, file_okay=False)],
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="Name recorded with each decision (default: your login name).")] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port on 127.0.0.1 (default: any free one).")] = 0,
+) -> None:
+    """Serve a review report on this machine, so that reviewers can record agree, disagree or
+    unsure and a note for each series, into decisions.parquet in the report folder."""
+    import getpass
+
+    from screen.review.server import ReviewServer
+
+    try:
+        server = ReviewServer(folder, reviewer or getpass.getuser(), port=port)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    err.print(f"reviewing as {server.reviewer}; open {server.url}\n"
+              "the address holds a key: share it only with reviewers. Ctrl-C stops.",
+              highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@app.command("monitor")
+def monitor_command(
+    sweeps: Annotated[list[Path], typer.Argument(help="Worklists of the sweeps, oldest first.",
+                                                 exists=True, dir_okay=False, show_default=False)],
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Worklist to compare against (default: the first sweep).",
+        exists=True, dir_okay=False)] = None,
+    decisions: Annotated[list[Path] | None, typer.Option(
+        "--decisions", help="Reviewers' decisions.parquet, for calibration (repeatable).",
+        exists=True, dir_okay=False)] = None,
+    html: Annotated[Path, typer.Option("--html", help="Page with plots to write.")] = Path(
+        "monitor.html"),
+    summary: Annotated[Path, typer.Option("--json", help="JSON summary to write.")] = Path(
+        "monitor.json"),
+    psi_threshold: Annotated[float, typer.Option(
+        "--psi-threshold", min=0.0, help="A population stability index above this is a "
+        "shift.")] = 0.25,
+    fail_on_shift: Annotated[bool, typer.Option(
+        "--fail-on-shift", help="Exit with status 1 when any sweep shifted.")] = False,
+) -> None:
+    """Compare sweeps over time: score distribution, flagged, pancreas-found and rejection
+    rates, and the inputs (slice thickness, kernel, contrast phase, scanner)."""
+    from screen.atomic import write_bytes_atomic
+    from screen.monitor.drift import monitor
+    from screen.monitor.report import write_html
+
+    try:
+        report = monitor(sweeps, reference, decisions=decisions or (), psi_threshold=psi_threshold)
+        write_html(report, html)
+        write_bytes_atomic(summary, report.to_json().encode())
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for sweep, shift in report.shifted:
+        err.print(f"[bold yellow]warning:[/] {sweep}: {shift.what} shifted from "
+                  f"{report.reference} (PSI {shift.psi:.2f} > {psi_threshold})", highlight=False)
+    err.print(f"{len(report.sweeps)} sweeps against {report.reference}: "
+              f"{len(report.shifted)} shifts; plots in {html}, summary in {summary}",
+              highlight=False)
+    if fail_on_shift and report.shifted:
+        raise typer.Exit(1)
 
 
 def _bytes(option: str, text: str) -> int:

@@ -39,7 +39,7 @@ pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 _KEYWORDS = (
     "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "StudyDate",
-    "Modality", "Manufacturer", "StudyDescription", "SeriesDescription", "PatientName",
+    "Modality", "Manufacturer", "ManufacturerModelName", "StudyDescription", "SeriesDescription", "PatientName",
     "PatientID", "PatientBirthDate",
     "AccessionNumber", "BodyPartExamined", "SliceThickness", "ConvolutionKernel",
     "ProtocolName", "GantryDetectorTilt", "ContrastBolusAgent", "StudyInstanceUID",
@@ -289,6 +289,7 @@ def _instance(path: str, ds: Dataset, size: int, transfer_syntax: str,
         acquisition_number=h.int("AcquisitionNumber"),
         instance_number=h.int("InstanceNumber"),
         manufacturer=h.text("Manufacturer"),
+        manufacturer_model_name=h.text("ManufacturerModelName"),
         image_type=h.texts("ImageType"),
         convolution_kernel="\\".join(h.texts("ConvolutionKernel")),
         contrast_agent=h.text("ContrastBolusAgent"),

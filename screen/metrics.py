@@ -479,3 +479,22 @@ def location_of(value: str | Location) -> Location:
     except ValueError:
         allowed = ", ".join(loc.value for loc in Location)
         raise ValueError(f"lesion location must be one of {allowed}; got {value!r}") from None
+
+
+# --- agreement ----------------------------------------------------------------------------
+
+
+def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
+    """Cohen's kappa of two raters' labels for the same cases: 1 is full agreement, 0 what
+    chance alone would give."""
+    if len(first) != len(second):
+        raise ValueError(f"two raters need labels for the same cases, got {len(first)} and {len(second)}")
+    if not first:
+        raise UndefinedMetric("agreement over no cases has no value")
+    n = len(first)
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
+    categories = set(first) | set(second)
+    chance = sum((list(first).count(c) / n) * (list(second).count(c) / n) for c in categories)
+    if chance >= 1.0:
+        raise UndefinedMetric("both raters gave a single, identical label: kappa has no value")
+    return (observed - chance) / (1.0 - chance)

@@ -81,6 +81,7 @@ class Instance:
     acquisition_number: int | None = None
     instance_number: int | None = None
     manufacturer: str = ""
+    manufacturer_model_name: str = ""
     image_type: tuple[str, ...] = ()
     convolution_kernel: str = ""
     contrast_agent: str = ""

@@ -71,7 +71,8 @@ class ScanOptions:
     threshold: float | None = None
     rules: Path | None = None
     review_dir: Path | None = None  # key images and an HTML report for flagged series
-    review_top: int = 0  # ... and for the N highest scores, flagged or not
+    review_top: int = 0  # ... and for the N highest-scoring series that were not flagged
+    viewer_url: str | None = None  # a link template to the site's viewer on each review page
     dicom_out: Path | None = None  # an SR and a SEG for each flagged series, for the PACS
     pseudonymize_key: Path | None = None  # keyed pseudonyms in every output that leaves
     follow_links: bool = False  # follow symbolic links out of the archive
@@ -235,11 +236,15 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
     store.compact(rows)
+    ruled_out = worklist.rejected(rows)
     extra: dict[str, object] = {
         "model": package.card.name, "model_version": package.card.version,
         "model_sha256": package.sha256, "threshold": threshold,
         "backend_requested": options.backend, "precision": options.precision,
         "archives": [str(Path(r).resolve()) for r in roots],
+        # For `screen monitor`: rejected series leave the worklist, their count stays here.
+        "eligible_by_tags": len(result.eligible) + len(ruled_out),
+        "rejected_by_content": len(ruled_out),
     }
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
@@ -247,9 +252,10 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
     if last_run is not None:
         last_run.save(table.to_pylist(), result.errors)
     if options.review_dir is not None:
-        from screen.review import write_index
+        from screen.review import ViewerLink, write_index
 
-        write_index(options.review_dir, table)
+        viewer = ViewerLink(options.viewer_url) if options.viewer_url else None
+        write_index(options.review_dir, table, viewer=viewer, threshold=threshold)
     seconds["write"] = time.perf_counter() - clock
     statuses = table["status"].to_pylist()
     return ScanSummary(
@@ -425,9 +431,9 @@ def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesO
 
 def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
                 outputs: SeriesOutputs) -> None:
-    """Key images for the ``top`` highest scores that were not flagged (flagged ones have
-    theirs already, drawn while their volume was in memory)."""
-    rows = [r for r in table.to_pylist()[:top] if r["status"] == "ok" and not r["flagged"]]
+    """Key images for the ``top`` highest-scoring series that were not flagged (flagged ones
+    have theirs already, drawn while their volume was in memory)."""
+    rows = [r for r in table.to_pylist() if r["status"] == "ok" and not r["flagged"]][:top]
     by_key = {e.series.key: e for e in result.eligible}
     futures = [client.submit(review_series, by_key[r[worklist.KEY_COLUMN]].series, r, outputs,
                              pure=False) for r in rows if r[worklist.KEY_COLUMN] in by_key]
@@ -531,9 +537,12 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     by_path = {i.path: i.sop_instance_uid for i in series.instances}
     warnings = [pseudonymizer.pseudonymize_text(w) or "" for w in volume.warnings] \
         if pseudonymizer else list(volume.warnings)
+    from screen.monitor.intake import measure_intake
+
     row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
                                warnings=warnings,
-                               left_out=[by_path[p] for p in volume.left_out if p in by_path])
+                               left_out=[by_path[p] for p in volume.left_out if p in by_path],
+                               intake=measure_intake(volume, analysis).as_row())
                   | timing)
     if worklist.is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)

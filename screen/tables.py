@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +40,8 @@ WORKLIST_SCHEMA = pa.schema(
         pa.field("accession_number", pa.string()),
         pa.field("study_instance_uid", pa.string()),
         pa.field("series_instance_uid", pa.string()),
-        pa.field("study_date", pa.string()),
+        # A date (Parquet date32): DuckDB, polars and pandas read it as a plain date column.
+        pa.field("study_date", pa.date32()),
         pa.field("series_description", pa.string()),
         pa.field("lesion_x_mm", pa.float32()),
         pa.field("lesion_y_mm", pa.float32()),
@@ -57,6 +59,17 @@ WORKLIST_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
     ]
 )
+
+
+def dicom_date(text: str | None) -> date | None:
+    """DICOM's YYYYMMDD as a date; None for an empty or impossible one (archives hold both)."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{8}", text.strip()):
+        return None
+    text = text.strip()
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
 
 
 def provenance(extra: Mapping[str, object] | None = None) -> dict[str, object]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,14 @@ SCHEMA = pa.schema([
     # null where nothing was to be stored.
     pa.field("stored", pa.bool_()),
     pa.field("store_error", pa.string()),
+    # What came in, for `screen monitor` to compare sweeps without reading pixels again: from
+    # the headers, and measured on the volume while it was in memory (screen.monitor.intake).
+    pa.field("slice_thickness_mm", pa.float32()),
+    pa.field("convolution_kernel", pa.string()),
+    pa.field("scanner", pa.string()),
+    pa.field("aorta_hu", pa.float32()),
+    pa.field("contrast_phase", pa.string()),
+    pa.field("pancreas_hu", pa.float32()),
 ])
 
 
@@ -66,13 +74,15 @@ REJECTED = "rejected"  # kept in part files for --resume, never in the final wor
 def row(series: Series, producer: Producer, detection: Detection | None = None,
         key_sop_instance_uid: str | None = None, error: str | None = None,
         status: str = "error", warnings: Sequence[str] = (),
-        left_out: Sequence[str] = ()) -> dict[str, object]:
+        left_out: Sequence[str] = (), intake: Mapping[str, object] | None = None
+        ) -> dict[str, object]:
     """One worklist row: scored when ``detection`` is given, else ``status`` with its reason.
 
     ``status`` is ``error``, or ``rejected`` for a series whose image content showed it is
     not an abdomen after all (it leaves the worklist and is marked so in the inventory).
     ``warnings`` say what the loading of a scored series had to make good; ``left_out``
     holds the SOPInstanceUIDs of the slices it left out.
+    ``intake`` holds what was measured on the volume (``Intake.as_row()``).
     """
     if (detection is None) == (error is None):
         raise ValueError("a worklist row needs either a detection or an error, not both")
@@ -86,7 +96,7 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "accession_number": first.accession_number,
         "study_instance_uid": first.study_instance_uid,
         "series_instance_uid": first.series_instance_uid,
-        "study_date": first.study_date,
+        "study_date": tables.dicom_date(first.study_date),
         "series_description": first.series_description,
         "model": producer.model,
         "model_version": producer.model_version,
@@ -96,6 +106,9 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         HASH_COLUMN: producer.model_sha256,
         "warnings": list(warnings),
         LEFT_OUT_COLUMN: list(left_out),
+        "slice_thickness_mm": first.slice_thickness or series.geometry.slice_spacing_mm or None,
+        "convolution_kernel": first.convolution_kernel or None,
+        "scanner": " ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v) or None,
     }
     if detection is None:
         # A reason may name a file whose name is not UTF-8: written as paths are.
@@ -114,6 +127,7 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         "lesion_diameter_mm": detection.lesion_diameter_mm,
         "lesion_location": detection.lesion_location.value if detection.lesion_location else None,
         "key_sop_instance_uid": key_sop_instance_uid,
+        **(intake or {}),
     }
 
 
@@ -175,7 +189,7 @@ class PartStore:
         parts = sorted(self.folder.glob("part-*.parquet"), key=self._number)
         if not parts:
             return SCHEMA.empty_table()
-        return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in parts)
+        return pa.concat_tables(_read_part(p) for p in parts)
 
     def done(self, model_sha256: str) -> set[str]:
         """Series already scored, or rejected by content, by this exact model package;
@@ -204,6 +218,20 @@ def _mode_words(mode: str, present: bool = False) -> str:
         return "does not pseudonymise" if present else "written without pseudonymisation"
     return (f"pseudonymises with key {mode}" if present
             else f"pseudonymised with key {mode}")
+
+
+_TEXT_DATE = SCHEMA.set(SCHEMA.get_field_index("study_date"), pa.field("study_date", pa.string()))
+
+
+def _read_part(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=SCHEMA)
+    except pa.ArrowInvalid:
+        # Parts written before study_date became a date hold DICOM's YYYYMMDD text: resume
+        # them rather than screen their series again.
+        table = pq.read_table(path, schema=_TEXT_DATE)
+        dates = pa.array([tables.dicom_date(v) for v in table["study_date"].to_pylist()], pa.date32())
+        return table.set_column(table.schema.get_field_index("study_date"), SCHEMA.field("study_date"), dates)
 
 
 def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:

@@ -78,3 +78,33 @@ def test_warnings_and_left_out_slices_survive_the_part_files(tmp_path: Path) -> 
     table = worklist.finalise(store.read().to_pylist(), 0.5).to_pylist()
     assert [(r["warnings"], r[worklist.LEFT_OUT_COLUMN]) for r in table] == [
         (["/a/IM5: pixel data is damaged: left out"], ["a.5"]), ([], [])]
+
+
+def test_study_date_is_a_parquet_date_and_old_text_parts_resume(tmp_path: Path) -> None:
+    import dataclasses
+    import datetime
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from screen import tables
+
+    series = _series("a", "1.1")
+    instance = dataclasses.replace(series.first, study_date="20240229")
+    dated = worklist.row(dataclasses.replace(series, instances=(instance,)), PRODUCER,
+                         Detection(0.5, True, 50.0))
+    assert dated["study_date"] == datetime.date(2024, 2, 29)
+    assert tables.dicom_date("20230230") is None and tables.dicom_date("") is None
+    store = worklist.PartStore(tmp_path / "worklist.parquet")
+    store.write([dated])
+    # A part from before the change, with the date as DICOM text, resumes as a date.
+    old = pa.Table.from_pylist([_row("b", "1.2", 0.2) | {"study_date": "20191231"}],
+                               schema=worklist._TEXT_DATE)
+    pq.write_table(old, store.folder / "part-000099.parquet")
+    table = worklist.finalise(store.read().to_pylist(), 0.4)
+    out = tmp_path / "worklist.parquet"
+    worklist.write_worklist(table, out, {})
+    assert pq.read_schema(out).field("study_date").type == pa.date32()
+    frame = pd.read_parquet(out)
+    assert sorted(frame["study_date"].astype(str)) == ["2019-12-31", "2024-02-29"]

@@ -1,7 +1,10 @@
-"""Review report: key images with outlines and a static, offline HTML worklist."""
+"""Review report: slice stacks and key images with outlines, an offline HTML worklist, and
+the reviewers' decisions."""
 
 from screen.review.masks import Masks, lps_to_kji, volume_masks
 from screen.review.pages import page_key, page_path, write_index
 from screen.review.render import render_series
+from screen.review.viewer import ViewerLink
 
-__all__ = ["Masks", "lps_to_kji", "page_key", "page_path", "render_series", "volume_masks", "write_index"]
+__all__ = ["Masks", "ViewerLink", "lps_to_kji", "page_key", "page_path", "render_series",
+           "volume_masks", "write_index"]

@@ -1,4 +1,5 @@
-"""One series' review: masks on the volume, key images, thumbnail and page, in that order."""
+"""One series' review: masks on the volume, key images, thumbnail, slice stack and page, in
+that order."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from screen.records import Series, Volume
 from screen.review.images import axial_image, coronal_image, key_point, save_png, thumbnail
 from screen.review.masks import volume_masks
 from screen.review.pages import KEY_COLUMN, image_paths, write_series_page
+from screen.review.stack import build_stack, save_stack
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analy
     save_png(axial, paths["axial"])
     save_png(coronal_image(volume, masks, int(j)), paths["coronal"])
     save_png(thumbnail(axial), paths["thumb"])
+    save_stack(build_stack(volume, masks, analysis, int(k)), paths["stack"])
     page = write_series_page(out_dir, {**row, KEY_COLUMN: series.key})
     logger.debug("review page for %s at slice k=%d, row j=%d", series.key, k, j)
     return page

@@ -90,3 +90,25 @@ def lesion_case(case_archive: Path) -> Case:
 @pytest.fixture(scope="session")
 def clean_case(case_archive: Path) -> Case:
     return _case(case_archive, lesion=False)
+
+
+VIEWER = "https://pacs.example/viewer?StudyInstanceUIDs={study}"
+
+
+@pytest.fixture(scope="module")
+def review_report(tmp_path_factory: pytest.TempPathFactory, lesion_case: Case, clean_case: Case) -> Path:
+    """A report as a sweep leaves it: both series rendered, the index written from their
+    final rows, with a viewer link."""
+    import pyarrow as pa
+
+    from screen.review import ViewerLink, render_series, write_index
+    from screen.worklist import SCHEMA
+
+    folder = tmp_path_factory.mktemp("report")
+    for case in (lesion_case, clean_case):
+        # As a worker does: before ranking, so the row has no rank or flag yet.
+        render_series(folder, case.series, case.volume, case.analysis,
+                      case.row | {"rank": None, "flagged": None})
+    table = pa.Table.from_pylist([lesion_case.row, clean_case.row], schema=SCHEMA)
+    write_index(folder, table, viewer=ViewerLink(VIEWER), threshold=0.5)
+    return folder

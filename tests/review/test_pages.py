@@ -70,12 +70,13 @@ def test_the_index_lists_every_row_and_shows_thumbnails_only_for_rendered_series
         report: Path, lesion_case, clean_case) -> None:
     index = report / "index.html"
     text = index.read_text(encoding="utf-8")
-    assert text.count("<tr") == 4  # header and three rows
+    assert text.count('<tr class="series') == 3
+    assert text.count('<tbody class="study"') == 2  # the error row shares the clean row's study
     images = _parse(index).images
     assert images == [f"images/{lesion_case.series.key}-thumb.png"]
     assert clean_case.row["patient_id"] in text and "0.040" in text
     assert "could not be loaded: &lt;no pixel data&gt;" in text
-    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "<script>alert" not in text and "&lt;script&gt;alert" in text
     assert not re.search(r"https?:|//", text.replace("<!DOCTYPE html>", ""))
 
 

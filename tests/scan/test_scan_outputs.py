@@ -68,3 +68,28 @@ def test_dicom_for_the_pacs_keeps_real_identity(small_archive: Path, private_swe
     ds = pydicom.dcmread(sr[0])
     assert ds.Modality == "SR" and not ds.PatientID.startswith("P-")
     assert ds.PatientID in _identifiers(small_archive / "archive")
+
+
+def test_each_row_records_its_inputs_for_monitoring(private_sweep) -> None:
+    from screen.tables import read_provenance
+
+    _, out, summary = private_sweep
+    rows = [r for r in pq.read_table(out).to_pylist() if r["status"] == "ok"]
+    assert rows and all(r["slice_thickness_mm"] and r["scanner"] and r["convolution_kernel"]
+                        for r in rows)
+    # The phantoms' blood pool reads as one of the three phases, not as bone or air.
+    assert all(r["contrast_phase"] in ("non_contrast", "portal_venous", "arterial") for r in rows)
+    assert all(0.0 < r["aorta_hu"] < 500.0 for r in rows)
+    provenance = read_provenance(out)
+    assert provenance["eligible_by_tags"] == summary.eligible + provenance["rejected_by_content"]
+
+
+def test_review_pages_show_the_final_rank_and_the_stack(private_sweep) -> None:
+    _, out, _ = private_sweep
+    rows = {r["series_key"]: r for r in pq.read_table(out).to_pylist()}
+    pages = sorted((out.parent / "review" / "series").glob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert "<dt>Rank</dt><dd>—</dd>" not in text and 'id="stack-png"' in text
+    assert {r["rank"] for r in rows.values() if r["flagged"]} >= {1}
