@@ -20,12 +20,13 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PLAIN = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-RESIDUAL = "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet"
-# Older releases of dynamic-network-architectures kept ResidualEncoderUNet beside PlainConvUNet.
+RESIDUAL = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+# The class each name in a plan means; older releases of dynamic-network-architectures kept
+# ResidualEncoderUNet in a module of its own, and old plans still name it there.
 ARCHITECTURES: dict[str, str] = {
-    PLAIN: PLAIN,
-    RESIDUAL: RESIDUAL,
-    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet": RESIDUAL,
+    PLAIN: "PlainConvUNet",
+    RESIDUAL: "ResidualEncoderUNet",
+    "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet": "ResidualEncoderUNet",
 }
 _OLD_NAMES = {"PlainConvUNet": PLAIN, "ResidualEncoderUNet": RESIDUAL}
 _FOLD = re.compile(r"^fold_(\d+|all)$")

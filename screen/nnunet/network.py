@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 _NEEDS_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
 _ALLOWED_OPS = ("torch.nn.",)  # classes a plan may name for its layers
+_ARCHITECTURE_MODULES = ("dynamic_network_architectures.architectures.unet",
+                         "dynamic_network_architectures.architectures.residual_unet")
 
 
 def _locate(dotted: str) -> Any:
@@ -30,6 +32,15 @@ def _locate(dotted: str) -> Any:
         raise NnunetFolderError(f"the plans name layer class {dotted!r}, which torch lacks") from None
 
 
+def _architecture_class(name: str):
+    for module in _ARCHITECTURE_MODULES:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise NnunetFolderError(f"this dynamic-network-architectures has no {name}")
+
+
 def build_network(architecture: Architecture, n_classes: int, input_channels: int = 1):
     """The torch module, with random weights, in inference form (no deep supervision)."""
     try:
@@ -38,8 +49,7 @@ def build_network(architecture: Architecture, n_classes: int, input_channels: in
         raise NnunetFolderError(
             "rebuilding an nnU-Net network needs dynamic-network-architectures "
             "(pip install --no-deps 'dynamic-network-architectures>=0.4')") from None
-    module, _, name = ARCHITECTURES[architecture.class_name].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
+    cls = _architecture_class(ARCHITECTURES[architecture.class_name])
     kwargs = dict(architecture.kwargs)
     for key in _NEEDS_IMPORT:
         if kwargs.get(key) is not None:

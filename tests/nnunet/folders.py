@@ -46,7 +46,7 @@ def shrink_plans(plans: dict, configuration: str, *, features: Sequence[int] | N
             kw["n_conv_per_stage_decoder"] = kw["n_conv_per_stage_decoder"][:n - 1]
         if residual:
             config["architecture"]["network_class_name"] = (
-                "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet")
+                "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet")
             kw["n_blocks_per_stage"] = [1] + [2] * (kw["n_stages"] - 1)
             kw.pop("n_conv_per_stage", None)
             kw["n_conv_per_stage_decoder"] = [1] * (kw["n_stages"] - 1)
@@ -89,7 +89,7 @@ def write_folder(
         with torch.no_grad():  # biases away from 0, so the classes differ
             for module in network.modules():
                 if isinstance(module, torch.nn.Conv3d) and module.bias is not None:
-                    module.bias.normal_(0, 0.5)
+                    module.bias.normal_(0, 0.2)
         (folder / f"fold_{fold}").mkdir()
         torch.save({
             "network_weights": network.state_dict(),
