@@ -652,3 +652,60 @@ def _print_summary(numbers: dict[str, object], outputs: dict[str, Path],
     for name, path in outputs.items():
         table.add_row(name, str(path))
     err.print(table)
+
+
+# --- nnU-Net models: import-model, predict ------------------------------------------------
+
+import_model_app = typer.Typer(no_args_is_help=True, help=(
+    "Turn a trained model from another framework into a model package that scan, predict and "
+    "calibrate can run."))
+app.add_typer(import_model_app, name="import-model")
+
+
+@import_model_app.command("nnunet")
+def import_nnunet_command(
+    folder: Annotated[Path, typer.Argument(
+        help="An nnU-Net v2 trained-model folder (<Trainer>__<Plans>__<configuration>) holding "
+             "plans.json, dataset.json and fold_N/ folders.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="The package folder to write (must not exist).",
+                                      show_default=False)],
+    folds: Annotated[str | None, typer.Option(
+        "--folds", help="Folds to use, e.g. 0,1,2 (default: every fold present).")] = None,
+    checkpoint: Annotated[str, typer.Option(
+        "--checkpoint", help="Checkpoint file in each fold folder.")] = "checkpoint_final.pth",
+    mirroring: Annotated[bool | None, typer.Option(
+        "--mirroring/--no-mirroring",
+        help="Test-time mirroring (default: as the checkpoint allows, as nnU-Net does).",
+        show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The package's name.")] = None,
+    lesion_label: Annotated[str | None, typer.Option(
+        "--lesion-label", help="The lesion class, by name or number (default: found by name).")] = None,
+    pancreas_label: Annotated[str | None, typer.Option(
+        "--pancreas-label", help="The pancreas class, by name or number (default: found by name).")] = None,
+    tile_step: Annotated[float, typer.Option(
+        "--tile-step", help="Sliding-window step as a fraction of the patch (nnU-Net: 0.5).")] = 0.5,
+    orientation: Annotated[str, typer.Option(
+        "--orientation", help="How the training images' voxel axes ran: LPS (as read from DICOM) "
+                              "or RAS (canonical NIfTI, as TotalSegmentator's).")] = "LPS",
+) -> None:
+    """An nnU-Net v2 trained-model folder (the PANORAMA baseline, TotalSegmentator, a site's own)
+    → a model package: the card from its plans, one ONNX per fold, and the weights."""
+    from screen.nnunet.folder import NnunetFolderError
+    from screen.nnunet.importer import ImportOptions, import_nnunet
+
+    try:
+        options = ImportOptions(
+            folds=tuple(f.strip() for f in folds.split(",") if f.strip()) if folds else None,
+            checkpoint=checkpoint, mirroring=mirroring, name=name, lesion_label=lesion_label,
+            pancreas_label=pancreas_label, tile_step=tile_step, orientation=orientation.upper())
+        if options.orientation not in ("LPS", "RAS"):
+            raise ValueError(f"--orientation must be LPS or RAS, got {orientation!r}")
+        card = import_nnunet(folder, out, options)
+    except (NnunetFolderError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    err.print(f"wrote {out}: {card.name}, {len(card.networks)} fold(s), classes "
+              f"{', '.join(card.classes)}; lesion label {card.lesion_label or 'none'}, "
+              f"pancreas label {card.pancreas_label or 'none'}", highlight=False)
+    if not card.calibrated:
+        err.print("[yellow]note:[/] its score is uncalibrated; run screen calibrate on this "
+                  "site's labelled series before reading it as a probability", highlight=False)

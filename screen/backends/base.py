@@ -11,7 +11,9 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 @runtime_checkable
 class Runner(Protocol):
-    """Runs one network: (1, 1, K, J, I) float32 in, (1, C, K, J, I) float32 probabilities out."""
+    """Runs one network: (N, 1, K, J, I) float32 in, (N, C, K, J, I) float32 out: probabilities
+    for the bundled model's networks, logits for imported nnU-Net ones (their card says which).
+    N > 1 runs a batch of patches at once."""
 
     name: str
     precision: str
@@ -21,11 +23,11 @@ class Runner(Protocol):
 
 
 def check_input(x: np.ndarray, multiple: int) -> np.ndarray:
-    """The input as contiguous float32 (1, 1, K, J, I) with sizes the network accepts."""
+    """The input as contiguous float32 (N, 1, K, J, I) with sizes the network accepts."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"network input must be a numpy array, got {type(x).__name__}")
-    if x.ndim != 5 or x.shape[:2] != (1, 1):
-        raise ValueError(f"network input must have shape (1, 1, K, J, I), got {x.shape}")
+    if x.ndim != 5 or x.shape[0] < 1 or x.shape[1] != 1:
+        raise ValueError(f"network input must have shape (N, 1, K, J, I), got {x.shape}")
     if any(s % multiple for s in x.shape[2:]):
         raise ValueError(f"network input sizes must be multiples of {multiple}, got {x.shape[2:]}")
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -77,8 +77,18 @@ def load(package: ModelPackage, network: str, precision: str = "fp32", device: s
         raise ValueError("the torch backend has no int8; use tensorrt or onnxruntime with an int8 engine")
     if precision == "fp16" and not device.startswith("cuda"):
         raise ValueError("the torch backend runs fp16 on CUDA only; use fp32 on the CPU")
-    net = build(card.widths, len(package.card.classes))
     state = torch.load(package.torch_path(network), map_location="cpu", weights_only=True)
+    if getattr(package.card, "kind", "") == "nnunet":  # an imported nnU-Net: logits out
+        from screen.nnunet.network import build_network
+
+        module = build_network(package.card.architecture, len(package.card.classes))
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{package.torch_path(network)}: weights do not fit the card's "
+                             f"architecture: {exc}") from exc
+        return TorchRunner(module.eval().to(device), card.shape_multiple, precision, device)
+    net = build(card.widths, len(package.card.classes))
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -12,7 +12,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from screen.nnunet.card import NnunetCard
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +348,7 @@ class ModelCard:
         )
 
 
-def read_card(path: Path) -> ModelCard:
+def read_card(path: Path) -> ModelCard | NnunetCard:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -353,4 +356,8 @@ def read_card(path: Path) -> ModelCard:
         raise CardError(f"{path}: no model card ({CARD_FILE}) here") from None
     except json.JSONDecodeError as exc:
         raise CardError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, Mapping) and data.get("kind") == "nnunet":  # an imported nnU-Net model
+        from screen.nnunet.card import NnunetCard
+
+        return NnunetCard.from_dict(data, str(path))
     return ModelCard.from_dict(data, str(path))
