@@ -67,6 +67,8 @@ HEADER_LIMIT_BYTES = 8 * 1024 * 1024
 # The longest one file's header may take: a real one takes milliseconds.
 TIME_LIMIT_S = 5.0
 ZERO_RUN_LIMIT = 64 * 1024
+# Slices larger than this are never read to be compared with a copy (a CT slice is ~0.5 MB).
+PIXEL_DIGEST_LIMIT_BYTES = 64 * 1024 * 1024
 _CLOCK_EVERY = 64  # reads between looks at the clock: a read costs microseconds
 
 
@@ -192,6 +194,8 @@ def pixel_digest(path: str) -> bytes | None:
     import hashlib
 
     try:
+        if os.stat(path).st_size > PIXEL_DIGEST_LIMIT_BYTES:
+            return None  # not a slice anyone copies: too big to read for a comparison
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, specific_tags=["PixelData"], force=True)

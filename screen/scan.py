@@ -24,7 +24,7 @@ from screen import worklist
 from screen.cluster import DetectorPlugin, DetectorSpec, connect, has_gpu_workers, worker_detector
 from screen.gpus import find_gpus
 from screen.memory import peak_rss_mib
-from screen.pseudonym import Pseudonymizer, read_key_file
+from screen.pseudonym import Pseudonymizer, hide_in_logs, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import load_rules
 
@@ -182,6 +182,8 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
 
         write_index(options.review_dir, table)
     seconds["write"] = time.perf_counter() - clock
+    if pseudonymizer is not None:
+        hide_in_logs(None)  # this sweep's messages are all out
     statuses = table["status"].to_pylist()
     return ScanSummary(
         files_found=result.files_found, series=len(result.entries),
