@@ -280,7 +280,8 @@ VARIANTS = ["HO1270000", "HO-127-0000", "MULLER", "MÜLLER", "MUELLER", "JORG", 
 @pytest.fixture(scope="module")
 def named_archive(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One abdominal series of a patient MÜLLER^JÖRG (HO1270000, ACC-0815) in folders that
-    spell those identifiers other ways, with a damaged slice, a second copy of one, and junk."""
+    spell those identifiers other ways (one in Latin-1 bytes), with a damaged slice, a second
+    copy of one, and junk."""
     import csv
 
     import pydicom
@@ -289,7 +290,9 @@ def named_archive(small_archive: Path, tmp_path_factory: pytest.TempPathFactory)
         [first, *_] = [r for r in csv.DictReader(f) if r["kind"] == "abdominal_ct"]
     source = small_archive / "archive" / first["folders"].split(";")[0]
     archive = tmp_path_factory.mktemp("named") / "archive"
-    series = archive / "MULLER^JORG" / "ACC0815" / "SE001"
+    # The series itself lies under a Latin-1 folder name (not UTF-8: kept as bytes).
+    series = Path(os.fsdecode(os.path.join(os.fsencode(archive / "MULLER^JORG"),
+                                           b"M\xfcller ACC0815", b"SE001")))
     series.mkdir(parents=True)
     written = []
     for path in sorted(source.iterdir()):
@@ -305,11 +308,9 @@ def named_archive(small_archive: Path, tmp_path_factory: pytest.TempPathFactory)
         written.append(series / path.name)
     middle = written[len(written) // 2]
     middle.write_bytes(middle.read_bytes()[:-3000])  # pixel data cut short, as by a transfer
-    # A second, shorter copy of one slice, in a Latin-1 folder (not UTF-8: kept as bytes).
-    latin1 = os.path.join(os.fsencode(archive), b"HO-127-0000", b"M\xfcller")
-    os.makedirs(latin1)
-    with open(os.path.join(latin1, b"IM1.dcm"), "wb") as f:
-        f.write(written[3].read_bytes()[:-10])
+    copy = archive / "HO-127-0000" / "IM1.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(written[3].read_bytes()[:-10])  # a second, shorter copy of one slice
     (archive / "muller_jorg").mkdir()
     (archive / "muller_jorg" / "notes.txt").write_text("not an image")
     return archive
@@ -340,6 +341,9 @@ def test_a_pseudonymised_sweep_names_no_patient_anywhere(named_archive: Path, pa
     inventory_paths = {p for r in pq.read_table(out.parent / "inventory.parquet")["files"]
                        .to_pylist() for p in r}
     assert kept["error"].rsplit("kept the copy at ", 1)[1] in inventory_paths
+    # The series under the Latin-1 folder was screened, and scored.
+    [row] = pq.read_table(out).to_pylist()
+    assert row["status"] == "ok", row["error"]
 
     # The same --out without pseudonymisation would mix real IDs into these rows: refused.
     plain = _scan(str(named_archive), "--out", str(out))
