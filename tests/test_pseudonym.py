@@ -352,3 +352,10 @@ def test_a_pseudonymised_sweep_names_no_patient_anywhere(named_archive: Path, pa
     assert "pseudonymised with key K-" in said
     assert "resuming would mix them; run with --no-resume, or write to another --out" in said
     assert "Traceback" not in plain.stderr
+
+
+def test_names_in_other_scripts_are_matched_too() -> None:
+    p = Pseudonymizer(KEY_A)
+    name = p.patient_name("ИВАНОВ^ИВАН")
+    assert p.pseudonymize_path("/exports/иванов_иван/IM1") == f"/exports/{name}/IM1"
+    assert p.pseudonymize_path("/exports/ПЕТРОВ/IM1") == "/exports/ПЕТРОВ/IM1"
