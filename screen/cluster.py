@@ -181,7 +181,7 @@ class HideIdentifiersInLogs(WorkerPlugin):
         pseudonym.hide_in_logs(self.pseudonymizer)
 
 
-def hide_in_logs(client: Client, pseudonymizer: pseudonym.Pseudonymizer) -> None:
+def hide_in_cluster_logs(client: Client, pseudonymizer: pseudonym.Pseudonymizer) -> None:
     """Pseudonymise every log message of this process and of the cluster's workers."""
     pseudonym.hide_in_logs(pseudonymizer)
     client.register_plugin(HideIdentifiersInLogs(pseudonymizer), name="hide-identifiers-in-logs")

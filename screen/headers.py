@@ -67,6 +67,9 @@ HEADER_LIMIT_BYTES = 8 * 1024 * 1024
 # The longest one file's header may take: a real one takes milliseconds.
 TIME_LIMIT_S = 5.0
 ZERO_RUN_LIMIT = 64 * 1024
+# Slices larger than this are never read to be compared with a copy (a CT slice is ~0.5 MB).
+PIXEL_DIGEST_LIMIT_BYTES = 64 * 1024 * 1024
+_CLOCK_EVERY = 64  # reads between looks at the clock: a read costs microseconds
 
 
 class LimitExceeded(Exception):
@@ -76,35 +79,36 @@ class LimitExceeded(Exception):
 class _Bounded:
     """A binary file that refuses to be read past the header limits.
 
-    pydicom reads a header through ``read``, ``seek`` and ``tell`` alone; each one checks the
-    byte limit and the deadline, so a parser walking a huge or pathological file stops within
-    one element of either. A position past the end of a small file is no header too long: the
-    file is merely cut short, as the caller finds.
+    pydicom reads a header through ``read``, ``seek`` and ``tell`` alone; each read or seek
+    checks the byte limit (and every ``_CLOCK_EVERY`` reads the deadline), so a parser walking
+    a huge or pathological file stops soon after passing either. A position past the end of
+    a small file is no header too long: the file is merely cut short, as the caller finds.
     """
 
     def __init__(self, fp: BinaryIO, deadline: float) -> None:
         self._fp = fp
         self._deadline = deadline
         self._size = os.fstat(fp.fileno()).st_size
+        self._pos = fp.tell()
+        self._reads = 0
         self._zeros = 0
         self.name = getattr(fp, "name", "")
 
-    def _check(self, position: int) -> None:
+    def _past_limit(self, position: int) -> None:
         if HEADER_LIMIT_BYTES < position <= self._size:
             raise LimitExceeded(f"no end of the header within its first "
                                 f"{HEADER_LIMIT_BYTES // (1024 * 1024)} MiB (limit)")
-        if time.monotonic() > self._deadline:
-            raise LimitExceeded(f"reading the header took over {TIME_LIMIT_S:g} s "
-                                "(time limit per file)")
 
     def read(self, size: int | None = -1) -> bytes:
-        position = self._fp.tell()
-        room = max(0, HEADER_LIMIT_BYTES + 1 - position)
-        data = self._fp.read(room if size is None or size < 0 else min(size, room))
-        self._check(position + len(data))
-        if not data:
-            return data
-        if data.count(0) == len(data):
+        room = HEADER_LIMIT_BYTES + 1 - self._pos
+        data = self._fp.read(room if size is None or size < 0 or size > room else size)
+        self._pos += len(data)
+        self._past_limit(self._pos)
+        self._reads += 1
+        if self._reads % _CLOCK_EVERY == 0 and time.monotonic() > self._deadline:
+            raise LimitExceeded(f"reading the header took over {TIME_LIMIT_S:g} s "
+                                "(time limit per file)")
+        if data and data.count(0) == len(data):
             self._zeros += len(data)
             if self._zeros > ZERO_RUN_LIMIT:
                 raise LimitExceeded(f"over {ZERO_RUN_LIMIT // 1024} KiB of zero bytes in the "
@@ -114,13 +118,13 @@ class _Bounded:
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        target = {0: offset, 1: self._fp.tell() + offset}.get(whence)
-        if target is not None:
-            self._check(target)
-        return self._fp.seek(offset, whence)
+        if whence in (0, 1):
+            self._past_limit(offset if whence == 0 else self._pos + offset)
+        self._pos = self._fp.seek(offset, whence)
+        return self._pos
 
     def tell(self) -> int:
-        return self._fp.tell()
+        return self._pos
 
 
 class NotAnImage(InvalidDicomError):
@@ -190,6 +194,8 @@ def pixel_digest(path: str) -> bytes | None:
     import hashlib
 
     try:
+        if os.stat(path).st_size > PIXEL_DIGEST_LIMIT_BYTES:
+            return None  # not a slice anyone copies: too big to read for a comparison
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, specific_tags=["PixelData"], force=True)

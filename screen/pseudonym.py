@@ -69,12 +69,16 @@ KEY_COLUMNS = ("series_key", "model_sha256")
 
 def _is_key(column: str) -> bool:
     return column in KEY_COLUMNS or column.endswith(("_uid", "_uids"))
+
+
 _PSEUDONYM = re.compile(rf"[PNBA]-[0-9a-f]{{{DIGEST_HEX}}}")
 # A path in a message: from a slash at the start of a word to the end of the text, a line, or
 # a ': ', '; ' or ', ' (messages put the path first: "/a/b/IM1: pixel data ... is damaged").
 _PATH_IN_TEXT = re.compile(r"((?<!\S)/.*?(?=[:;,]\s|[:;,]?$|[\r\n]))", re.MULTILINE)
 _WORD = re.compile(r"\S+")
 _COMPONENT_CACHE = 1 << 16
+_SURROGATE = re.compile("[\udc80-\udcff]")  # a byte of a name that is not UTF-8
+_NOT_ALNUM = re.compile(r"[\W_]+")
 # How German writes its letters without accents, as folder names often do (MUELLER).
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "AE", "Ö": "OE", "Ü": "UE",
                          "ß": "ss"})
@@ -87,14 +91,10 @@ def normalised(text: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    readable = paths.readable(text) if "\\" in text or _has_surrogates(text) else text
+    readable = paths.readable(text) if "\\" in text or _SURROGATE.search(text) else text
     decomposed = unicodedata.normalize("NFKD", readable)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return [w for w in re.split(r"[^0-9a-z]+", plain) if w]
-
-
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in text)
+    return [w for w in _NOT_ALNUM.split(plain) if w]  # letters and digits of any script
 
 
 def normal_forms(value: str) -> set[str]:

@@ -32,14 +32,14 @@ from screen.cluster import (
     DetectorSpec,
     connect,
     has_gpu_workers,
-    hide_in_logs,
+    hide_in_cluster_logs,
     site_security,
     worker_detector,
 )
 from screen.gpus import find_gpus
 from screen.memory import peak_rss_mib
 from screen.outputs import OutputLock, refuse_inside_archives
-from screen.pseudonym import Pseudonymizer, read_key_file
+from screen.pseudonym import Pseudonymizer, hide_in_logs, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import Rules, load_rules
 
@@ -202,7 +202,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)
         if pseudonymizer is not None:  # it has seen every identifier now
-            hide_in_logs(client, pseudonymizer)
+            hide_in_cluster_logs(client, pseudonymizer)
         seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()
@@ -257,6 +257,8 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         viewer = ViewerLink(options.viewer_url) if options.viewer_url else None
         write_index(options.review_dir, table, viewer=viewer, threshold=threshold)
     seconds["write"] = time.perf_counter() - clock
+    if pseudonymizer is not None:
+        hide_in_logs(None)  # this sweep's messages are all out
     statuses = table["status"].to_pylist()
     return ScanSummary(
         files_found=result.files_found, series=len(result.entries),

@@ -96,6 +96,7 @@ def split_series(key: str, source: str, members: list[Instance],
     (phases of one series), taken in instance-number order. What is still ambiguous stays
     one series, which the rules reject for its repeated positions.
     """
+    pixel_digest = pixel_digest or _pixel_digest
     volumes = _split_by(members, _volume_identity)
     left_out: list[FileError] = []
     notes: tuple[str, ...] = ()
@@ -104,8 +105,7 @@ def split_series(key: str, source: str, members: list[Instance],
     else:
         parts, reason = _by_acquisition(volumes[0]), "acquisition number (positions repeat)"
         if len(parts) == 1 and _repeats(parts[0]):
-            kept, left_out = _one_copy_of_identical_slices(key, parts[0],
-                                                           pixel_digest or _pixel_digest)
+            kept, left_out = _one_copy_of_identical_slices(key, parts[0], pixel_digest)
             if left_out:
                 notes = (f"{len(left_out)} repeated slices with the same pixels as another "
                          "(copies under a new SOP instance UID) left out; listed in the errors",)
@@ -177,7 +177,9 @@ def _one_copy_of_identical_slices(key: str, members: list[Instance], pixel_diges
                                   ) -> tuple[list[Instance], list[FileError]]:
     """The members with one slice kept of each set of copies with identical pixels at one
     position, and the copies left out. Only repeated positions have their pixels read."""
-    positions = _by_position(members) or {}
+    positions = _by_position(members)
+    if positions is None:
+        return members, []
     kept: list[Instance] = []
     left_out: list[FileError] = []
     for position, copies in positions.items():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -266,3 +269,93 @@ def test_private_parts_keep_no_raw_command_line(tmp_path: Path, monkeypatch) -> 
     assert provenance["pseudonymized_with"] == p.fingerprint
     assert provenance["command"][2] == f"/exports/{p.patient_name('MÜLLER^JÖRG')}"
     assert find_identifiers(store.folder, ["MULLER", "JORG", "HO1270000"]) == []
+
+
+# -- a whole pseudonymised sweep, as the hospital runs it ---------------------------------------
+
+VARIANTS = ["HO1270000", "HO-127-0000", "MULLER", "MÜLLER", "MUELLER", "JORG", "JÖRG",
+            "ACC0815", "ACC-0815", "M\\xfcller"]
+
+
+@pytest.fixture(scope="module")
+def named_archive(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One abdominal series of a patient MÜLLER^JÖRG (HO1270000, ACC-0815) in folders that
+    spell those identifiers other ways (one in Latin-1 bytes), with a damaged slice, a second
+    copy of one, and junk."""
+    import csv
+
+    import pydicom
+
+    with open(small_archive / "manifest.csv", newline="") as f:
+        [first, *_] = [r for r in csv.DictReader(f) if r["kind"] == "abdominal_ct"]
+    source = small_archive / "archive" / first["folders"].split(";")[0]
+    archive = tmp_path_factory.mktemp("named") / "archive"
+    # The series itself lies under a Latin-1 folder name (not UTF-8: kept as bytes).
+    series = Path(os.fsdecode(os.path.join(os.fsencode(archive / "MULLER^JORG"),
+                                           b"M\xfcller ACC0815", b"SE001")))
+    series.mkdir(parents=True)
+    written = []
+    for path in sorted(source.iterdir()):
+        try:
+            ds = pydicom.dcmread(path)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        if ds.get("SeriesInstanceUID") != first["series_instance_uid"]:
+            continue
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName, ds.PatientID, ds.AccessionNumber = "MÜLLER^JÖRG", "HO1270000", "ACC-0815"
+        ds.save_as(series / path.name)
+        written.append(series / path.name)
+    middle = written[len(written) // 2]
+    middle.write_bytes(middle.read_bytes()[:-3000])  # pixel data cut short, as by a transfer
+    copy = archive / "HO-127-0000" / "IM1.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(written[3].read_bytes()[:-10])  # a second, shorter copy of one slice
+    (archive / "muller_jorg").mkdir()
+    (archive / "muller_jorg" / "notes.txt").write_text("not an image")
+    return archive
+
+
+def _scan(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "screen", "scan", *args, "--workers", "1",
+                           "--gpus", "0"], capture_output=True, text=True, timeout=600)
+
+
+def test_a_pseudonymised_sweep_names_no_patient_anywhere(named_archive: Path, package,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "out" / "worklist.parquet"
+    key = tmp_path / "key"
+    run = _scan(str(named_archive), "--out", str(out), "--pseudonymize", "--pseudonymize-key",
+                str(key))
+    assert run.returncode == 0, run.stderr[-3000:]
+    # stderr (progress, warnings from the workers, the summary) names no one.
+    for variant in VARIANTS:
+        assert variant.lower() not in run.stderr.lower(), variant
+    if "damaged" in run.stderr:  # the worker's warning names the slice by its private path
+        assert "/P-" in run.stderr or "/N-" in run.stderr
+    # Nor does any output: tables, their metadata, the part files.
+    assert find_identifiers(out.parent, VARIANTS) == []
+    errors = pq.read_table(out.parent / "errors.parquet").to_pylist()
+    assert {e["stage"] for e in errors} >= {"header", "group"}
+    kept = next(e for e in errors if "kept the copy at" in e["error"])
+    inventory_paths = {p for r in pq.read_table(out.parent / "inventory.parquet")["files"]
+                       .to_pylist() for p in r}
+    assert kept["error"].rsplit("kept the copy at ", 1)[1] in inventory_paths
+    # The series under the Latin-1 folder was screened, and scored.
+    [row] = pq.read_table(out).to_pylist()
+    assert row["status"] == "ok", row["error"]
+
+    # The same --out without pseudonymisation would mix real IDs into these rows: refused.
+    plain = _scan(str(named_archive), "--out", str(out))
+    assert plain.returncode == 2
+    said = " ".join(plain.stderr.split())  # as one line, however the terminal wrapped it
+    assert "pseudonymised with key K-" in said
+    assert "resuming would mix them; run with --no-resume, or write to another --out" in said
+    assert "Traceback" not in plain.stderr
+
+
+def test_names_in_other_scripts_are_matched_too() -> None:
+    p = Pseudonymizer(KEY_A)
+    name = p.patient_name("ИВАНОВ^ИВАН")
+    assert p.pseudonymize_path("/exports/иванов_иван/IM1") == f"/exports/{name}/IM1"
+    assert p.pseudonymize_path("/exports/ПЕТРОВ/IM1") == "/exports/ПЕТРОВ/IM1"
