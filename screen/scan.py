@@ -497,6 +497,9 @@ def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -
         volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
     except VolumeError as exc:
         return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - a strange file costs its series, not a traceback
+        return Loaded(f"could not be loaded: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                      time.perf_counter() - start)
     if confirm:
         abdominal, why = looks_abdominal(volume)
         if not abdominal:
@@ -593,18 +596,21 @@ def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOu
 
 
 def check_detector() -> str | None:
-    """On a worker: open its detector and run every network once on a tiny input of zeros;
-    why that failed, in one line, or None."""
+    """On a worker: open its detector and run every network once on zeros of the smallest
+    input its card allows (what a TensorRT plan's profile starts at, too); why that failed, in
+    one line, or None."""
     import numpy as np
+
+    from screen.engines.tensorrt_build import profile_for
 
     try:
         detector = worker_detector()
         for name, runner in detector.runners.items():
-            side = 2 * detector.card.networks[name].shape_multiple
-            out = runner.run(np.zeros((1, 1, side, side, side), dtype=np.float32))
-            if out.ndim != 5 or out.shape[2:] != (side,) * 3 or not np.isfinite(out).all():
-                return f"network {name!r} gave output of shape {out.shape} (or not finite) " \
-                       f"for an input of {(1, 1, side, side, side)}"
+            shape = profile_for(detector.card.networks[name]).min
+            out = runner.run(np.zeros(shape, dtype=np.float32))
+            if out.ndim != 5 or out.shape[2:] != shape[2:] or not np.isfinite(out).all():
+                return (f"network {name!r} gave output of shape {out.shape} (or not finite) "
+                        f"for an input of {shape}")
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the sweep must say it in a line
         return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     return None

@@ -179,3 +179,12 @@ def test_a_site_cluster_is_reached_with_its_security_file(tmp_path: Path) -> Non
     config.write_text("distributed: [\n")
     with pytest.raises(ValueError, match=r"security\.yaml: .*malformed"):
         site_security(config)
+
+
+def test_a_new_key_file_is_not_created_inside_the_archive(tmp_path: Path, archive: Path) -> None:
+    key = archive / "key.bin"
+    result = runner.invoke(app, ["scan", str(archive), "--out", str(tmp_path / "w.parquet"),
+                                 "--pseudonymize", "--pseudonymize-key", str(key)])
+    assert result.exit_code == 2
+    assert words(f"--pseudonymize-key {key} is inside the archive") in said(result)
+    assert not key.exists()
