@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pydicom
 import pytest
+import requests
 
 from screen.dicomweb.address import DimseAddress
 from screen.dicomweb.store import StoreTarget
@@ -110,7 +112,7 @@ def test_server_down_mid_sweep_is_waited_for(pacs) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
+def sweeps(pacs, cluster: str, tmp_path_factory: pytest.TempPathFactory):
     """The same archive swept from its files and from the PACS, pseudonymised with one key."""
     pytest.importorskip("screen.detect.detector", reason="the detector is absent")
     folder = tmp_path_factory.mktemp("sweeps")
@@ -119,12 +121,12 @@ def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
 
     create_key_file(key)
     files = scan([pacs.archive / "archive"], folder / "files" / "worklist.parquet",
-                 options=ScanOptions(workers=2, gpus=0, pseudonymize_key=key))
+                 options=ScanOptions(scheduler=cluster, gpus=0, pseudonymize_key=key))
     # First to a DICOM node that is not there: the store fails, and the worklist says so.
     nobody = StoreTarget(dimse=DimseAddress("NOBODY", "127.0.0.1", free_port()), retries=1,
                          backoff_seconds=0.1)
     out = folder / "pacs" / "worklist.parquet"
-    options = ScanOptions(workers=2, gpus=0, pseudonymize_key=key, pacs=pacs.source(),
+    options = ScanOptions(scheduler=cluster, gpus=0, pseudonymize_key=key, pacs=pacs.source(),
                           store_results=nobody)
     failed_store = scan([], out, options=options)
     failed_rows = _rows(out)
@@ -214,3 +216,25 @@ def test_stored_results_are_found_by_qido_and_reference_their_series(pacs, sweep
         evidence = {s.SeriesInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
                     for s in st.ReferencedSeriesSequence}
         assert evidence == {source, seg.SeriesInstanceUID}
+
+
+def test_results_go_back_by_c_store_too(pacs, sweeps) -> None:
+    """The same SR and SEG sent to Orthanc's DICOM port: removed from it first (through its
+    own REST API), then stored by C-STORE and found again by QIDO."""
+    _, remote, *_ = sweeps
+    sent = sorted(remote.worklist.with_name(remote.worklist.name + ".dicom").glob("*.dcm"))
+    assert sent
+    datasets = [pydicom.dcmread(p) for p in sent]
+    for ds in datasets:
+        found = requests.post(f"{pacs.orthanc.url}/tools/lookup", data=ds.SOPInstanceUID,
+                              auth=pacs.orthanc.auth, timeout=30).json()
+        for item in found:
+            requests.delete(f"{pacs.orthanc.url}{item['Path']}", auth=pacs.orthanc.auth,
+                            timeout=30).raise_for_status()
+    client = pacs.connection().client()
+    assert not client.search_for_instances(
+        search_filters={"SOPInstanceUID": datasets[0].SOPInstanceUID})
+    target = StoreTarget.parse(f"dimse://{pacs.orthanc.aet}@127.0.0.1:{pacs.orthanc.dicom_port}")
+    target.send(datasets)
+    for ds in datasets:
+        assert client.search_for_instances(search_filters={"SOPInstanceUID": ds.SOPInstanceUID})
