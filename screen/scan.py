@@ -199,6 +199,8 @@ def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
         "backend_requested": options.backend, "precision": options.precision,
         "archives": [str(Path(r).resolve()) for r in roots],
     }
+    if options.pacs is not None:
+        extra["pacs"] = str(options.pacs.address)  # its address only: no credentials
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
     worklist.write_worklist(table, out, extra)

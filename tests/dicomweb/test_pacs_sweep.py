@@ -238,3 +238,37 @@ def test_results_go_back_by_c_store_too(pacs, sweeps) -> None:
     target.send(datasets)
     for ds in datasets:
         assert client.search_for_instances(search_filters={"SOPInstanceUID": ds.SOPInstanceUID})
+
+
+def test_screen_index_of_a_pacs_names_instances_by_url_and_hides_the_secret(pacs,
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "inventory.parquet"
+    done = _screen("index", pacs.orthanc.dicomweb, "--auth", pacs.auth, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert rows and any(r["eligible"] for r in rows)
+    assert all(f.startswith(f"{pacs.orthanc.url}/dicom-web/studies/{r['study_instance_uid']}/")
+               for r in rows for f in r["files"])
+    secret = _password(pacs)
+    assert secret not in done.stderr + done.stdout
+    assert secret not in out.read_bytes().decode("latin-1")
+
+
+def test_cache_keeps_a_retrieved_series_and_serves_it_again(pacs, tmp_path: Path) -> None:
+    from screen.dicomweb import PacsSource, parse_auth
+    from screen.dicomweb.connection import Connection
+    from screen.volume import load_volume
+
+    cache = tmp_path / "cache"
+    source = pacs.source(cache=cache)
+    entry = next(e for e in index_pacs(source).eligible
+                 if e.series.first.series_instance_uid != pacs.failing_series)
+    volume = load_volume(entry.series, read=source.reader(entry.series))
+    assert len(list(cache.rglob("*.dcm"))) == len(entry.series.instances)
+    # From the cache alone: these credentials would be refused, were a request made.
+    wrong = tmp_path / "wrong"
+    wrong.write_text("wrong")
+    offline = PacsSource(Connection(source.address, parse_auth(f"basic:screen:{wrong}")),
+                         cache=cache)
+    again = load_volume(entry.series, read=offline.reader(entry.series))
+    assert (again.hu == volume.hu).all()
