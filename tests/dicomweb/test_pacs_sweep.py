@@ -272,3 +272,22 @@ def test_cache_keeps_a_retrieved_series_and_serves_it_again(pacs, tmp_path: Path
                          cache=cache)
     again = load_volume(entry.series, read=offline.reader(entry.series))
     assert (again.hu == volume.hu).all()
+
+
+def test_retrieval_waits_for_a_pacs_that_restarts(pacs) -> None:
+    """Orthanc is down when a series' retrieval starts and back 2 s later: the series loads."""
+    from screen.volume import load_volume
+
+    source = pacs.source()
+    entry = next(e for e in index_pacs(source).eligible
+                 if e.series.first.series_instance_uid != pacs.failing_series)
+    pacs.orthanc.stop()
+    restart = threading.Timer(2.0, pacs.orthanc.start)
+    restart.start()
+    try:
+        started = time.monotonic()
+        volume = load_volume(entry.series, read=source.reader(entry.series))
+    finally:
+        restart.join()
+    assert time.monotonic() - started >= 2.0
+    assert volume.hu.shape[0] == len(entry.series.instances)
