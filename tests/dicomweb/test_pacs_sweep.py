@@ -291,3 +291,18 @@ def test_retrieval_waits_for_a_pacs_that_restarts(pacs) -> None:
         restart.join()
     assert time.monotonic() - started >= 2.0
     assert volume.hu.shape[0] == len(entry.series.instances)
+
+
+def test_filters_select_studies_on_the_pacs(pacs) -> None:
+    from screen.dicomweb import Filters
+
+    studies = pacs.source().studies()
+    assert len(studies) >= 2
+    one = studies[0]
+    only = pacs.source(filters=Filters(study_uids=(one.uid,))).studies()
+    assert [s.uid for s in only] == [one.uid]
+    entries = index_pacs(pacs.source(filters=Filters(study_uids=(one.uid,)))).entries
+    assert entries and {e.series.first.study_instance_uid for e in entries} == {one.uid}
+    dates = sorted({e.series.first.study_date for e in index_pacs(pacs.source()).entries})
+    later = pacs.source(filters=Filters(since=dates[-1])).studies()
+    assert later and len(later) < len(studies)
