@@ -24,8 +24,6 @@ from screen.dicomweb.sweep import index_pacs
 from screen.index import Progress, index
 from screen.scan import ScanOptions, scan
 
-TOLERANCE = 1e-3  # the model card's: the same volume through the same backend
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -136,8 +134,9 @@ def sweeps(pacs, cluster: str, tmp_path_factory: pytest.TempPathFactory):
     return files, remote, failed_store, failed_rows
 
 
-def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
+def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps, package) -> None:
     files, remote, *_ = sweeps
+    tolerance = package.card.tolerance["score_abs"]  # the model card's
     by_file = {r["series_instance_uid"]: r for r in _rows(files.worklist)}
     by_pacs = {r["series_instance_uid"]: r for r in _rows(remote.worklist)}
     assert set(by_pacs) == set(by_file) and pacs.failing_series in by_pacs
@@ -147,7 +146,7 @@ def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
             continue
         assert row["status"] == by_file[uid]["status"], uid
         if row["status"] == "ok":
-            assert abs(row["score"] - by_file[uid]["score"]) <= TOLERANCE, uid
+            assert abs(row["score"] - by_file[uid]["score"]) <= tolerance, uid
             assert row["flagged"] == by_file[uid]["flagged"]
             compared += 1
     assert compared >= 1
