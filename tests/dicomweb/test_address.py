@@ -88,3 +88,36 @@ def test_a_stow_target_takes_the_swept_pacs_credentials_only_on_the_same_origin(
     other = StoreTarget.parse("dicomweb+https://elsewhere.example.org/dicom-web", like=swept)
     assert same.stow.credentials == swept.credentials
     assert other.stow.credentials is None
+
+
+def _said(result) -> str:
+    return " ".join((result.output or "").split())
+
+
+def test_pacs_options_are_refused_for_folders_and_bad_targets_before_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from screen.cli import app
+
+    runner = CliRunner()
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-value")
+    out = tmp_path / "out" / "worklist.parquet"
+    result = runner.invoke(app, ["index", str(folder), "--auth", f"basic:screen:{secret}",
+                                 "--out", str(out)])
+    assert result.exit_code == 2
+    assert "apply to a PACS (dicomweb+https://HOST/PATH) only" in _said(result)
+    result = runner.invoke(app, ["scan", str(folder), "--since-last-run", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--since-last-run applies to a PACS (dicomweb+https://HOST/PATH) only" in _said(result)
+    result = runner.invoke(app, ["scan", str(folder), "--store-results", "ftp://pacs",
+                                 "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--store-results is dicomweb+http(s)://HOST/PATH or dimse://AET@HOST:PORT" in \
+        _said(result)
+    result = runner.invoke(app, ["index", "dicomweb+ftp://pacs/x", "--out", str(out)])
+    assert result.exit_code == 2 and "a DICOMweb address is dicomweb+http(s)://HOST/PATH" in \
+        _said(result)
+    assert not out.parent.exists()
