@@ -16,6 +16,7 @@ BENCHMARKS = {
     "scan": "bench.scan_bench",
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
     "kill-resume": "bench.kill_resume_bench",  # 20 SIGKILLs of the whole sweep, resumed
+    "dicomweb": "bench.dicomweb_bench",  # says so and measures nothing without Orthanc
 }
 
 

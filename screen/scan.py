@@ -246,6 +246,8 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         "eligible_by_tags": len(result.eligible) + len(ruled_out),
         "rejected_by_content": len(ruled_out),
     }
+    if options.pacs is not None:
+        extra["pacs"] = str(options.pacs.address)  # its address only: no credentials
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
     worklist.write_worklist(table, out, extra)

@@ -17,7 +17,7 @@ from screen.dicomweb.address import Credentials, PacsAddress
 log = logging.getLogger(__name__)
 
 RETRIES = 5
-BACKOFF_SECONDS = 0.5  # 0.5, 1, 2, 4, 8 s between tries: a PACS restarting has ~15 s to return
+BACKOFF_SECONDS = 0.5  # urllib3 waits 0, 1, 2, 4, 8 s: a PACS restarting has ~15 s to return
 BACKOFF_MAX_SECONDS = 10.0
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 CONNECT_TIMEOUT_SECONDS = 10.0

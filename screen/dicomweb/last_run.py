@@ -5,7 +5,8 @@ completely, with its number of instances as QIDO-RS reported it
 (NumberOfStudyRelatedInstances). The next sweep takes the studies that are new or whose
 count changed: DICOMweb has no standard "last updated" attribute, but an instance added to a
 study (a new series, a late reconstruction) changes the count. A study with a series in
-error is not remembered, so the next run tries it again.
+error, or whose results could not be stored, is not remembered, so the next run tries it
+again.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class LastRun:
 
     def save(self, rows: Iterable[dict[str, object]], errors: Iterable[FileError]) -> None:
         """Remember the listed studies, less those with a series in error."""
-        incomplete = {str(r["study_instance_uid"]) for r in rows if r["status"] == "error"}
+        # A study is done when every series has its score and every result reached the PACS.
+        incomplete = {str(r["study_instance_uid"]) for r in rows
+                      if r["status"] == "error" or r.get("stored") is False}
         for error in errors:
             match = _STUDY_IN_URL.search(error.path)
             if match:

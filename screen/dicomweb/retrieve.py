@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from screen.atomic import write_atomic
-from screen.dicomweb.connection import describe
+from screen.dicomweb.connection import BACKOFF_MAX_SECONDS, describe
 from screen.records import Series
 from screen.volume.errors import VolumeError
 
@@ -55,22 +56,40 @@ class SeriesRetrieval:
                               "when the sweep read the metadata)") from None
 
     def _retrieve(self) -> dict[str, Dataset]:
-        first = self._series.first
-        wanted = set(self._uid_of.values())
-        datasets: dict[str, Dataset] = {}
-        try:
-            with _lease(self._source):
-                client = self._source.connection.client()
-                for ds in client.iter_series(first.study_instance_uid,
-                                             first.series_instance_uid, media_types=AS_STORED):
-                    uid = str(ds.get("SOPInstanceUID", ""))
-                    if uid in wanted:  # instances added since the metadata was read are not
-                        datasets[uid] = ds
-        except Exception as exc:  # noqa: BLE001 - the series' row says why, with the status
-            raise VolumeError(f"retrieval from the PACS failed: {describe(exc)}") from None
+        import requests
+
+        connection = self._source.connection
+        for attempt in range(connection.retries + 1):
+            try:
+                datasets = self._stream()
+                break
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # urllib3 retried a request that failed to start (MaxRetryError: it is done);
+                # one cut off mid-stream (the PACS restarting while it sends) is tried again
+                # here, from the start.
+                if attempt == connection.retries or _retried_already(exc):
+                    raise VolumeError(f"retrieval from the PACS failed: {describe(exc)}") from None
+                log.warning("retrieval of series %s cut off (%s); trying again",
+                            self._series.key, type(exc).__name__)
+                time.sleep(min(BACKOFF_MAX_SECONDS, connection.backoff_seconds * 2 ** attempt))
+            except Exception as exc:  # noqa: BLE001 - the series' row says why, with the status
+                raise VolumeError(f"retrieval from the PACS failed: {describe(exc)}") from None
         log.debug("retrieved %d instances of series %s", len(datasets), self._series.key)
         if self._source.cache is not None:
             self._save(datasets)
+        return datasets
+
+    def _stream(self) -> dict[str, Dataset]:
+        first = self._series.first
+        wanted = set(self._uid_of.values())
+        datasets: dict[str, Dataset] = {}
+        with _lease(self._source):
+            client = self._source.connection.client()
+            for ds in client.iter_series(first.study_instance_uid, first.series_instance_uid,
+                                         media_types=AS_STORED):
+                uid = str(ds.get("SOPInstanceUID", ""))
+                if uid in wanted:  # instances added since the metadata was read are left out
+                    datasets[uid] = ds
         return datasets
 
     def _folder(self) -> Path | None:
@@ -102,6 +121,12 @@ class SeriesRetrieval:
         for uid, ds in datasets.items():
             write_atomic(folder / f"{uid}.dcm",
                          lambda sink, ds=ds: ds.save_as(sink, enforce_file_format=True))
+
+
+def _retried_already(exc: Exception) -> bool:
+    from urllib3.exceptions import MaxRetryError
+
+    return any(isinstance(arg, MaxRetryError) for arg in exc.args)
 
 
 def _lease(source: PacsSource):

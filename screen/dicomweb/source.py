@@ -26,7 +26,14 @@ from pydicom.dataset import Dataset
 
 from screen.dicomweb.address import PacsAddress
 from screen.dicomweb.connection import Connection, PacsError, describe
-from screen.dicomweb.metadata import SERIES_UID, STUDY_UID, dataset_of, first_value, instances_of
+from screen.dicomweb.metadata import (
+    SERIES_UID,
+    SOP_UID,
+    STUDY_UID,
+    dataset_of,
+    first_value,
+    instances_of,
+)
 from screen.records import FileError, Instance, Series, Stage
 
 log = logging.getLogger(__name__)
@@ -179,7 +186,7 @@ class PacsSource:
         except Exception as exc:  # noqa: BLE001 - said in one line with its status
             raise PacsError(f"cannot read the metadata of series {first.series_instance_uid}: "
                             f"{describe(exc)}") from None
-        by_uid = {first_value(i, "00080018"): i for i in items}
+        by_uid = {first_value(i, SOP_UID): i for i in items}
         missing = [i.sop_instance_uid for i in series.instances if i.sop_instance_uid not in by_uid]
         if missing:
             raise PacsError(f"{len(missing)} instances of series {first.series_instance_uid} "

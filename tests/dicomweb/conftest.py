@@ -214,3 +214,14 @@ def _an_eligible_series(archive: Path) -> str:
     result = index([archive / "archive"], workers=1)
     return sorted(e.series.first.series_instance_uid for e in result.eligible
                   if e.series.first.series_instance_uid and not e.confirm)[0]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[str]:
+    """One Dask cluster on loopback for every sweep of these tests (each scan would otherwise
+    start its own); its scheduler's address, for ScanOptions(scheduler=...)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, memory_limit=0) as local:
+        yield local.scheduler_address

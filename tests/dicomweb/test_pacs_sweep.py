@@ -14,15 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pydicom
 import pytest
+import requests
 
 from screen.dicomweb.address import DimseAddress
 from screen.dicomweb.store import StoreTarget
 from screen.dicomweb.sweep import index_pacs
 from screen.index import Progress, index
 from screen.scan import ScanOptions, scan
-
-TOLERANCE = 1e-3  # the model card's: the same volume through the same backend
 
 
 def free_port() -> int:
@@ -110,7 +110,7 @@ def test_server_down_mid_sweep_is_waited_for(pacs) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
+def sweeps(pacs, cluster: str, tmp_path_factory: pytest.TempPathFactory):
     """The same archive swept from its files and from the PACS, pseudonymised with one key."""
     pytest.importorskip("screen.detect.detector", reason="the detector is absent")
     folder = tmp_path_factory.mktemp("sweeps")
@@ -119,12 +119,12 @@ def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
 
     create_key_file(key)
     files = scan([pacs.archive / "archive"], folder / "files" / "worklist.parquet",
-                 options=ScanOptions(workers=2, gpus=0, pseudonymize_key=key))
+                 options=ScanOptions(scheduler=cluster, gpus=0, pseudonymize_key=key))
     # First to a DICOM node that is not there: the store fails, and the worklist says so.
     nobody = StoreTarget(dimse=DimseAddress("NOBODY", "127.0.0.1", free_port()), retries=1,
                          backoff_seconds=0.1)
     out = folder / "pacs" / "worklist.parquet"
-    options = ScanOptions(workers=2, gpus=0, pseudonymize_key=key, pacs=pacs.source(),
+    options = ScanOptions(scheduler=cluster, gpus=0, pseudonymize_key=key, pacs=pacs.source(),
                           store_results=nobody)
     failed_store = scan([], out, options=options)
     failed_rows = _rows(out)
@@ -134,8 +134,9 @@ def sweeps(pacs, tmp_path_factory: pytest.TempPathFactory):
     return files, remote, failed_store, failed_rows
 
 
-def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
+def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps, package) -> None:
     files, remote, *_ = sweeps
+    tolerance = package.card.tolerance["score_abs"]  # the model card's
     by_file = {r["series_instance_uid"]: r for r in _rows(files.worklist)}
     by_pacs = {r["series_instance_uid"]: r for r in _rows(remote.worklist)}
     assert set(by_pacs) == set(by_file) and pacs.failing_series in by_pacs
@@ -145,7 +146,7 @@ def test_pacs_scan_scores_as_a_file_scan(pacs, sweeps) -> None:
             continue
         assert row["status"] == by_file[uid]["status"], uid
         if row["status"] == "ok":
-            assert abs(row["score"] - by_file[uid]["score"]) <= TOLERANCE, uid
+            assert abs(row["score"] - by_file[uid]["score"]) <= tolerance, uid
             assert row["flagged"] == by_file[uid]["flagged"]
             compared += 1
     assert compared >= 1
@@ -214,3 +215,93 @@ def test_stored_results_are_found_by_qido_and_reference_their_series(pacs, sweep
         evidence = {s.SeriesInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
                     for s in st.ReferencedSeriesSequence}
         assert evidence == {source, seg.SeriesInstanceUID}
+
+
+def test_results_go_back_by_c_store_too(pacs, sweeps) -> None:
+    """The same SR and SEG sent to Orthanc's DICOM port: removed from it first (through its
+    own REST API), then stored by C-STORE and found again by QIDO."""
+    _, remote, *_ = sweeps
+    sent = sorted(remote.worklist.with_name(remote.worklist.name + ".dicom").glob("*.dcm"))
+    assert sent
+    datasets = [pydicom.dcmread(p) for p in sent]
+    for ds in datasets:
+        found = requests.post(f"{pacs.orthanc.url}/tools/lookup", data=ds.SOPInstanceUID,
+                              auth=pacs.orthanc.auth, timeout=30).json()
+        for item in found:
+            requests.delete(f"{pacs.orthanc.url}{item['Path']}", auth=pacs.orthanc.auth,
+                            timeout=30).raise_for_status()
+    client = pacs.connection().client()
+    assert not client.search_for_instances(
+        search_filters={"SOPInstanceUID": datasets[0].SOPInstanceUID})
+    target = StoreTarget.parse(f"dimse://{pacs.orthanc.aet}@127.0.0.1:{pacs.orthanc.dicom_port}")
+    target.send(datasets)
+    for ds in datasets:
+        assert client.search_for_instances(search_filters={"SOPInstanceUID": ds.SOPInstanceUID})
+
+
+def test_screen_index_of_a_pacs_names_instances_by_url_and_hides_the_secret(pacs,
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "inventory.parquet"
+    done = _screen("index", pacs.orthanc.dicomweb, "--auth", pacs.auth, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert rows and any(r["eligible"] for r in rows)
+    assert all(f.startswith(f"{pacs.orthanc.url}/dicom-web/studies/{r['study_instance_uid']}/")
+               for r in rows for f in r["files"])
+    secret = _password(pacs)
+    assert secret not in done.stderr + done.stdout
+    assert secret not in out.read_bytes().decode("latin-1")
+
+
+def test_cache_keeps_a_retrieved_series_and_serves_it_again(pacs, tmp_path: Path) -> None:
+    from screen.dicomweb import PacsSource, parse_auth
+    from screen.dicomweb.connection import Connection
+    from screen.volume import load_volume
+
+    cache = tmp_path / "cache"
+    source = pacs.source(cache=cache)
+    entry = next(e for e in index_pacs(source).eligible
+                 if e.series.first.series_instance_uid != pacs.failing_series)
+    volume = load_volume(entry.series, read=source.reader(entry.series))
+    assert len(list(cache.rglob("*.dcm"))) == len(entry.series.instances)
+    # From the cache alone: these credentials would be refused, were a request made.
+    wrong = tmp_path / "wrong"
+    wrong.write_text("wrong")
+    offline = PacsSource(Connection(source.address, parse_auth(f"basic:screen:{wrong}")),
+                         cache=cache)
+    again = load_volume(entry.series, read=offline.reader(entry.series))
+    assert (again.hu == volume.hu).all()
+
+
+def test_retrieval_waits_for_a_pacs_that_restarts(pacs) -> None:
+    """Orthanc is down when a series' retrieval starts and back 2 s later: the series loads."""
+    from screen.volume import load_volume
+
+    source = pacs.source()
+    entry = next(e for e in index_pacs(source).eligible
+                 if e.series.first.series_instance_uid != pacs.failing_series)
+    pacs.orthanc.stop()
+    restart = threading.Timer(2.0, pacs.orthanc.start)
+    restart.start()
+    try:
+        started = time.monotonic()
+        volume = load_volume(entry.series, read=source.reader(entry.series))
+    finally:
+        restart.join()
+    assert time.monotonic() - started >= 2.0
+    assert volume.hu.shape[0] == len(entry.series.instances)
+
+
+def test_filters_select_studies_on_the_pacs(pacs) -> None:
+    from screen.dicomweb import Filters
+
+    studies = pacs.source().studies()
+    assert len(studies) >= 2
+    one = studies[0]
+    only = pacs.source(filters=Filters(study_uids=(one.uid,))).studies()
+    assert [s.uid for s in only] == [one.uid]
+    entries = index_pacs(pacs.source(filters=Filters(study_uids=(one.uid,)))).entries
+    assert entries and {e.series.first.study_instance_uid for e in entries} == {one.uid}
+    dates = sorted({e.series.first.study_date for e in index_pacs(pacs.source()).entries})
+    later = pacs.source(filters=Filters(since=dates[-1])).studies()
+    assert later and len(later) < len(studies)

@@ -26,11 +26,12 @@ def _studies(inventory: Path) -> set[str]:
     return {r["study_instance_uid"] for r in pq.read_table(inventory).to_pylist()}
 
 
-def test_a_second_sweep_takes_only_the_study_added_since(pacs, tmp_path: Path) -> None:
+def test_a_second_sweep_takes_only_the_study_added_since(pacs, cluster: str,
+                                                        tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(NOTHING_ELIGIBLE)
     out = tmp_path / "nightly" / "worklist.parquet"
-    options = ScanOptions(workers=1, gpus=0, rules=rules, pacs=pacs.source(),
+    options = ScanOptions(scheduler=cluster, gpus=0, rules=rules, pacs=pacs.source(),
                           since_last_run=True)
     first = scan([], out, options=options)
     before = _studies(first.inventory)
