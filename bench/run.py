@@ -13,6 +13,7 @@ BENCHMARKS = {
     "detector": "bench.detector_bench",
     "engines": "bench.engines_bench",
     "scan": "bench.scan_bench",
+    "review": "bench.review_bench",  # a series page's size and open time; monitor's speed
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
 }
 
