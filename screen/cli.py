@@ -149,12 +149,6 @@ def scan_command(
 
     if pseudonymize != (pseudonymize_key is not None):
         raise fail("--pseudonymize and --pseudonymize-key go together")
-    if pseudonymize_key is not None and not pseudonymize_key.exists():
-        create_key_file(pseudonymize_key)
-        err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
-                  highlight=False)
-    if review_top and review_dir is None:
-        raise fail("--review-top needs --review-dir")
     if viewer_url is not None:
         from screen.review.viewer import ViewerLink
 
@@ -166,6 +160,12 @@ def scan_command(
                 link.check_pseudonymized()
         except ValueError as exc:
             raise fail(str(exc)) from None
+    if pseudonymize_key is not None and not pseudonymize_key.exists():
+        create_key_file(pseudonymize_key)
+        err.print(f"created a new pseudonymisation key in {pseudonymize_key}; keep it safe",
+                  highlight=False)
+    if review_top and review_dir is None:
+        raise fail("--review-top needs --review-dir")
     if worker_memory is not None and scheduler:
         raise fail("--worker-memory sizes local workers; give the workers of a --scheduler "
                    "cluster --memory-limit when you start them")

@@ -149,9 +149,8 @@ def test_a_decision_through_the_server_is_kept_across_a_restart(session, review_
         session.find_element("css selector", "button.decide[value='disagree']").click()
         _wait(session, lambda s: s.find_element("id", "decision-state").text.startswith("Recorded"))
         screenshot(session, shots, "decided")
-    rows = pq.read_table(review_report / DECISIONS).to_pylist()
-    assert [(r["reviewer"], r["series_key"], r["decision"], r["note"]) for r in rows] == [
-        ("dr-north", key, "disagree", note)]
+    rows = [r for r in pq.read_table(review_report / DECISIONS).to_pylist() if r["reviewer"] == "dr-north"]
+    assert [(r["series_key"], r["decision"], r["note"]) for r in rows] == [(key, "disagree", note)]
 
     with ReviewServer(review_report, "dr-south") as again:  # a new server, a new token
         assert again.token != server.token
@@ -182,4 +181,5 @@ def test_a_request_without_the_token_is_refused(review_report: Path, lesion_case
         with urllib.request.urlopen(server.url, timeout=5) as page:
             assert page.status == 200 and b"Pancreas screening worklist" in page.read()
         assert not (review_report / DECISIONS).exists() or all(
-            r["decision"] != "agree" for r in pq.read_table(review_report / DECISIONS).to_pylist())
+            r["reviewer"] != "dr-north" or r["decision"] != "agree"
+            for r in pq.read_table(review_report / DECISIONS).to_pylist())
