@@ -183,3 +183,34 @@ def test_a_request_without_the_token_is_refused(review_report: Path, lesion_case
         assert not (review_report / DECISIONS).exists() or all(
             r["reviewer"] != "dr-north" or r["decision"] != "agree"
             for r in pq.read_table(review_report / DECISIONS).to_pylist())
+
+
+def test_the_index_groups_by_study_and_filters_and_sorts(session, review_report: Path,
+                                                         lesion_case, clean_case, shots: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    session.get((review_report / "index.html").as_uri())
+    counts = session.find_element("id", "counts")
+    assert counts.text == "Showing 2 series in 2 studies."
+
+    def shown() -> list[str]:
+        return [b.get_attribute("data-date") for b in session.find_elements("css selector", "tbody.study")
+                if b.is_displayed()]
+
+    by_rank = shown()
+    session.find_element("id", "flagged-only").click()
+    assert counts.text == "Showing 1 series in 1 studies." and len(shown()) == 1
+    session.find_element("id", "flagged-only").click()
+    Select(session.find_element("id", "sort")).select_by_value("date-old")
+    assert shown() == sorted(by_rank)
+    Select(session.find_element("id", "sort")).select_by_value("date-new")
+    assert shown() == sorted(by_rank, reverse=True)
+    newest = max(by_rank)
+    session.execute_script("var f = document.getElementById('from'); f.value = arguments[0];"
+                           "f.dispatchEvent(new Event('change'));", newest)
+    assert shown() == [newest]
+    screenshot(session, shots, "index-filtered")
+    session.execute_script("var f = document.getElementById('from'); f.value = '';"
+                           "f.dispatchEvent(new Event('change'));")
+    Select(session.find_element("id", "location")).select_by_value(str(lesion_case.row["lesion_location"]))
+    assert shown() == [lesion_case.row["study_date"].isoformat()]
