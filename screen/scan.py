@@ -437,7 +437,7 @@ def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
                 outputs: SeriesOutputs) -> None:
     """Key images for the ``top`` highest-scoring series that were not flagged (flagged ones
     have theirs already, drawn while their volume was in memory)."""
-    rows = [r for r in table.to_pylist() if r["status"] == "ok" and not r["flagged"]][:top]
+    rows = worklist.highest_unflagged(table.to_pylist(), top)
     by_key = {e.series.key: e for e in result.eligible}
     futures = [client.submit(review_series, by_key[r[worklist.KEY_COLUMN]].series, r, outputs,
                              pure=False) for r in rows if r[worklist.KEY_COLUMN] in by_key]

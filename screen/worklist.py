@@ -260,6 +260,11 @@ def rank_order(r: dict[str, object]) -> tuple[float, str, str]:
             str(r[KEY_COLUMN]))
 
 
+def highest_unflagged(ranked: Sequence[dict[str, object]], n: int) -> list[dict[str, object]]:
+    """The ``n`` highest-scoring scored series that were not flagged, from ranked rows."""
+    return [r for r in ranked if r["status"] == "ok" and not r["flagged"]][:n]
+
+
 def rejected(rows: Iterable[dict[str, object]]) -> dict[str, str]:
     """Series key -> reason, for series whose image content ruled them out."""
     return {str(r[KEY_COLUMN]): str(r["error"]) for r in rows if r["status"] == REJECTED}

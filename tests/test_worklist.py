@@ -108,3 +108,12 @@ def test_study_date_is_a_parquet_date_and_old_text_parts_resume(tmp_path: Path) 
     assert pq.read_schema(out).field("study_date").type == pa.date32()
     frame = pd.read_parquet(out)
     assert sorted(frame["study_date"].astype(str)) == ["2019-12-31", "2024-02-29"]
+
+
+def test_review_top_takes_the_highest_scoring_series_that_were_not_flagged() -> None:
+    rows = [_row(k, f"1.{n}", s) for n, (k, s) in enumerate(
+        [("a", 0.95), ("b", 0.9), ("c", 0.85), ("d", 0.4), ("e", 0.3), ("f", 0.2)])]
+    ranked = worklist.finalise(rows, 0.8).to_pylist()
+    # Three are flagged: the top two unflagged lie below them, not among the first two rows.
+    assert [r["series_key"] for r in worklist.highest_unflagged(ranked, 2)] == ["d", "e"]
+    assert worklist.highest_unflagged(ranked, 0) == []

@@ -50,7 +50,7 @@ def _chart(title: str, series: Sequence[tuple[str, Sequence[float | None]]], x_l
     for i, label in enumerate(x_labels):
         if len(x_labels) <= 12 or i % max(1, len(x_labels) // 12) == 0:
             parts.append(f'<text x="{x(i):.1f}" y="{H - PAD + 14}" font-size="9" '
-                         f'text-anchor="middle">{escape(label[:14])}</text>')
+                         f'text-anchor="middle">{escape(label)}</text>')
     for n_series, (name, ys) in enumerate(series):
         colour = COLOURS[n_series % len(COLOURS)]
         points = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ys) if v is not None]
@@ -68,7 +68,7 @@ def _pct(value: float | None) -> str:
 
 
 def write_html(report: MonitorReport, path: Path) -> Path:
-    names = [s.name for s in report.sweeps]
+    names = [str(n) for n in range(1, len(report.sweeps) + 1)]  # the table's # column
     rates = _chart("Rates per sweep", [
         ("flagged", [s.flagged_rate for s in report.sweeps]),
         ("pancreas found", [s.pancreas_found_rate for s in report.sweeps]),
@@ -85,15 +85,15 @@ def write_html(report: MonitorReport, path: Path) -> Path:
         *([(f"reference {report.reference}", reference.score_histogram)] if reference else []),
         (f"latest {last.name}", last.score_histogram)], bins)
     rows = "".join(
-        f"<tr><td>{escape(s.name)}</td><td>{escape(s.written_at)}</td><td>{s.scored}</td>"
+        f"<tr><td>{n}</td><td>{escape(s.name)}</td><td>{escape(s.written_at)}</td><td>{s.scored}</td>"
         f"<td>{_pct(s.flagged_rate)}</td><td>{_pct(s.pancreas_found_rate)}</td>"
         f"<td>{_pct(s.content_rejection_rate)}</td><td>{s.score_psi:.3f}</td>"
         f"<td>{s.score_ks:.3f} (p {s.score_ks_p:.2g})</td>"
         + "".join(f"<td>{s.input_psi[c]:.3f}</td>" for c in INPUTS)
         + f"<td>{'—' if s.median_aorta_hu is None else f'{s.median_aorta_hu:.0f}'}</td>"
         + f"<td class=\"shift\">{escape(', '.join(f'{x.what} {x.psi:.2f}' for x in s.shifts))}</td></tr>"
-        for s in report.sweeps)
-    head = ("<tr><th>Sweep</th><th>Written</th><th>Scored</th><th>Flagged</th><th>Pancreas found</th>"
+        for n, s in enumerate(report.sweeps, start=1))
+    head = ("<tr><th>#</th><th>Sweep</th><th>Written</th><th>Scored</th><th>Flagged</th><th>Pancreas found</th>"
             "<th>Content rejected</th><th>Score PSI</th><th>Score KS</th>"
             + "".join(f"<th>{escape(LABELS[c])} PSI</th>" for c in INPUTS)
             + "<th>Median aortic HU</th><th>Shift</th></tr>")

@@ -95,6 +95,7 @@ VIEWER_JS = """
     }
     draw();
     document.body.setAttribute('data-ready', 'yes');
+    document.body.setAttribute('data-ready-ms', String(Math.round(performance.now())));
   };
   img.src = 'data:image/png;base64,' + btoa(unmark(document.getElementById('stack-png').textContent,
                                                    data.alphabet, data.png_bytes));

@@ -95,7 +95,7 @@ def clean_case(case_archive: Path) -> Case:
 VIEWER = "https://pacs.example/viewer?StudyInstanceUIDs={study}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def review_report(tmp_path_factory: pytest.TempPathFactory, lesion_case: Case, clean_case: Case) -> Path:
     """A report as a sweep leaves it: both series rendered, the index written from their
     final rows, with a viewer link."""

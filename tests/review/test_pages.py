@@ -44,14 +44,15 @@ def _error_row(clean_row: dict[str, object]) -> dict[str, object]:
                         "score": None, "series_description": "<script>alert(1)</script>"}
 
 
-@pytest.fixture
-def report(tmp_path: Path, lesion_case, clean_case) -> Path:
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, lesion_case, clean_case) -> Path:
     """A report with one rendered (flagged) series, one scored but not rendered, one error."""
-    render_series(tmp_path, lesion_case.series, lesion_case.volume, lesion_case.analysis,
+    folder = tmp_path_factory.mktemp("pages")
+    render_series(folder, lesion_case.series, lesion_case.volume, lesion_case.analysis,
                   lesion_case.row)
     rows = [lesion_case.row, clean_case.row, _error_row(clean_case.row)]
-    write_index(tmp_path, pa.Table.from_pylist(rows, schema=SCHEMA))
-    return tmp_path
+    write_index(folder, pa.Table.from_pylist(rows, schema=SCHEMA))
+    return folder
 
 
 def test_every_link_resolves_inside_the_report(report: Path) -> None:
