@@ -410,3 +410,47 @@ def import_nnunet_command(
     if not card.calibrated:
         err.print("[yellow]note:[/] its score is uncalibrated; run screen calibrate on this "
                   "site's labelled series before reading it as a probability", highlight=False)
+
+
+@app.command("predict")
+def predict_command(
+    source: Annotated[Path, typer.Argument(
+        help="A DICOM series folder or a NIfTI file (.nii, .nii.gz).", exists=True, show_default=False)],
+    model: Annotated[str, typer.Option("--model", help="An imported model package (name or folder).",
+                                       show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Label map to write (NIfTI, .nii.gz).",
+                                      show_default=False)],
+    probabilities: Annotated[Path | None, typer.Option(
+        "--probabilities", help="Also write the class probabilities: 4-D float32 NIfTI, one "
+                                "volume per class in the model's label order.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+) -> None:
+    """One series through one imported model: the label map (and probabilities) in the input's
+    own grid, and the Detection printed as JSON."""
+    from screen.model.package import find_package
+    from screen.nnunet.card import NnunetCard
+    from screen.nnunet.findings import findings
+    from screen.nnunet.predictor import NnunetModel, predict_volume
+    from screen.predict import PredictError, detection_json, load_input, write_maps
+
+    for path in (out, probabilities):
+        if path is not None and not path.name.lower().endswith((".nii", ".nii.gz")):
+            raise fail(f"{path}: outputs are NIfTI files; name them .nii.gz")
+    try:
+        package = find_package(model)
+        if not isinstance(package.card, NnunetCard):
+            raise ValueError(f"model {package.card.name!r} is not an imported model; predict runs "
+                             "models made by screen import-model")
+        runner = NnunetModel.open(package, backend)
+        loaded = load_input(source)
+    except (PredictError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    prediction = predict_volume(runner, loaded.volume.hu, loaded.volume.spacing)
+    detection, _, _ = findings(loaded.volume, package.card, prediction.probabilities)
+    write_maps(loaded, prediction.probabilities, out, probabilities)
+    typer.echo(detection_json(detection, {
+        "model": package.card.name, "model_version": package.card.version,
+        "calibrated": package.card.calibrated, "backend": runner.backend,
+        "seconds": round(prediction.seconds["total"], 2)}))
+    if not package.card.calibrated:
+        err.print("[yellow]note:[/] the score is uncalibrated (see the model card)", highlight=False)

@@ -116,6 +116,13 @@ class NnunetCard:
             raise ValueError(f"mirror_axes must be among 0, 1, 2, got {self.mirror_axes}")
 
     @property
+    def postprocess(self):
+        """Thresholds the review images and DICOM SEG draw lesions and pancreas at."""
+        from screen.model.card import Postprocess
+
+        return Postprocess()
+
+    @property
     def calibrated(self) -> bool:
         return self.calibration is not None
 
