@@ -209,6 +209,8 @@ def detect(volume: Volume, detector: Detector | ModelPackage) -> Detection:
     """
     if isinstance(detector, ModelPackage):
         detector = Detector.open(detector)
-    if not isinstance(detector, Detector) and getattr(detector.card, "kind", "") != "nnunet":
+    from screen.nnunet.predictor import NnunetModel
+
+    if not isinstance(detector, (Detector, NnunetModel)):
         raise TypeError(f"detect needs a Detector or a ModelPackage, got {type(detector).__name__}")
     return analyse(volume, detector).detection
