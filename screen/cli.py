@@ -388,6 +388,12 @@ def import_nnunet_command(
     orientation: Annotated[str, typer.Option(
         "--orientation", help="How the training images' voxel axes ran: LPS (as read from DICOM) "
                               "or RAS (canonical NIfTI, as TotalSegmentator's).")] = "LPS",
+    recipe: Annotated[str, typer.Option(
+        "--recipe", help="single: this model alone; panorama: the PANORAMA baseline's two "
+                         "stages, with --localiser finding the pancreas first.")] = "single",
+    localiser: Annotated[Path | None, typer.Option(
+        "--localiser", help="With --recipe panorama: the pancreas model's trained-model folder "
+                            "(the baseline's low-resolution model, or TotalSegmentator's).")] = None,
 ) -> None:
     """An nnU-Net v2 trained-model folder (the PANORAMA baseline, TotalSegmentator, a site's own)
     → a model package: the card from its plans, one ONNX per fold, and the weights."""
@@ -401,7 +407,12 @@ def import_nnunet_command(
             pancreas_label=pancreas_label, tile_step=tile_step, orientation=orientation.upper())
         if options.orientation not in ("LPS", "RAS"):
             raise ValueError(f"--orientation must be LPS or RAS, got {orientation!r}")
-        card = import_nnunet(folder, out, options)
+        if recipe not in ("single", "panorama"):
+            raise ValueError(f"--recipe must be single or panorama, got {recipe!r}")
+        if (recipe == "panorama") != (localiser is not None):
+            raise ValueError("--recipe panorama needs --localiser FOLDER, and --localiser needs "
+                             "--recipe panorama")
+        card = import_nnunet(folder, out, options, localiser=localiser)
     except (NnunetFolderError, ValueError) as exc:
         raise fail(str(exc)) from None
     err.print(f"wrote {out}: {card.name}, {len(card.networks)} fold(s), classes "
@@ -427,10 +438,12 @@ def predict_command(
 ) -> None:
     """One series through one imported model: the label map (and probabilities) in the input's
     own grid, and the Detection printed as JSON."""
+    import time
+
     from screen.model.package import find_package
+    from screen.nnunet import recipe
     from screen.nnunet.card import NnunetCard
-    from screen.nnunet.findings import findings
-    from screen.nnunet.predictor import NnunetModel, predict_volume
+    from screen.nnunet.predictor import NnunetModel
     from screen.predict import PredictError, detection_json, load_input, write_maps
 
     for path in (out, probabilities):
@@ -445,12 +458,12 @@ def predict_command(
         loaded = load_input(source)
     except (PredictError, ValueError) as exc:
         raise fail(str(exc)) from None
-    prediction = predict_volume(runner, loaded.volume.hu, loaded.volume.spacing)
-    detection, _, _ = findings(loaded.volume, package.card, prediction.probabilities)
-    write_maps(loaded, prediction.probabilities, out, probabilities)
-    typer.echo(detection_json(detection, {
+    start = time.perf_counter()
+    outcome = recipe.run(runner, loaded.volume)
+    write_maps(loaded, outcome.probabilities, out, probabilities)
+    typer.echo(detection_json(outcome.detection, {
         "model": package.card.name, "model_version": package.card.version,
         "calibrated": package.card.calibrated, "backend": runner.backend,
-        "seconds": round(prediction.seconds["total"], 2)}))
+        "seconds": round(time.perf_counter() - start, 2)}))
     if not package.card.calibrated:
         err.print("[yellow]note:[/] the score is uncalibrated (see the model card)", highlight=False)

@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from screen.detect.preprocess import Grid
-from screen.nnunet.findings import findings
-from screen.nnunet.predictor import NnunetModel, predict_volume
+from screen.nnunet import recipe
+from screen.nnunet.predictor import NnunetModel
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -22,16 +22,15 @@ def analyse_imported(volume: Volume, model: NnunetModel):
 
     card = model.card
     start = time.perf_counter()
-    prediction = predict_volume(model, volume.hu, volume.spacing)
+    outcome = recipe.run(model, volume)
     inference = time.perf_counter() - start
-    probs = prediction.probabilities
-    detection, pancreas, _ = findings(volume, card, probs)
+    probs, detection, pancreas = outcome.probabilities, outcome.detection, outcome.pancreas
     # Downstream (review images, DICOM SEG) reads background, pancreas, lesion in that order.
     zeros = np.zeros(probs.shape[1:], np.float32)
     lesion = probs[card.index(card.lesion_label)] if card.lesion_label else zeros
     gland = probs[card.index(card.pancreas_label)] if card.pancreas_label else zeros
     three = np.stack([np.clip(1.0 - lesion - gland, 0, 1), gland, lesion])
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(volume.hu.shape))
-    seconds = {"inference": inference, "postprocess": time.perf_counter() - start - inference}
+    seconds = {"inference": inference}
     return Analysis(detection, {"lesion_peak": detection.score}, grid, grid, three, pancreas,
                     seconds=seconds)
