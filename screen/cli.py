@@ -467,3 +467,31 @@ def predict_command(
         "seconds": round(time.perf_counter() - start, 2)}))
     if not package.card.calibrated:
         err.print("[yellow]note:[/] the score is uncalibrated (see the model card)", highlight=False)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    archives: Archives,
+    model: Annotated[str, typer.Option("--model", help="An imported model package (name or folder).",
+                                       show_default=False)],
+    truth: Annotated[Path, typer.Option("--truth", help="Truth CSV, as screen evaluate reads it.",
+                                        exists=True, dir_okay=False, show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the calibrated copy of the package.",
+                                      show_default=False)],
+    sensitivity: Annotated[float, typer.Option(
+        "--sensitivity", min=0.5, max=1.0, help="Share of lesions the threshold must flag.")] = 0.95,
+    workers: WorkersOption = None,
+) -> None:
+    """Calibrate an imported model's score and operating threshold on this site's own labelled
+    series; the fit, the threshold and the measured AUROC go into a copy of the package."""
+    from screen.nnunet.calibrate import calibrate_package
+
+    try:
+        card = calibrate_package(model, archives, truth, out, target_sensitivity=sensitivity,
+                                 workers=workers)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    measured = card.accuracy["site_calibration"]
+    err.print(f"wrote {out}: AUROC {measured['auroc']:.3f} (95 % CI {measured['auroc_95ci'][0]:.3f}-"
+              f"{measured['auroc_95ci'][1]:.3f}) on {measured['series']} series, threshold "
+              f"{measured['threshold']:.3f}", highlight=False)

@@ -43,3 +43,26 @@ def test_an_imported_detector_sweeps_an_archive(small_archive: Path, detector_pa
     ranked = sorted(rows, key=lambda r: r["rank"])
     assert [r["score"] for r in ranked] == sorted((r["score"] for r in rows), reverse=True)
     assert any("uncalibrated" in n for n in notices)
+
+
+def test_calibrate_writes_a_calibrated_copy(small_archive: Path, detector_package: Path,
+                                            tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from screen.cli import app
+    from screen.model.package import ModelPackage
+
+    out = tmp_path / "pdac-site"
+    result = CliRunner().invoke(app, ["calibrate", str(small_archive / "archive"), "--model",
+                                      str(detector_package), "--truth", str(small_archive / "truth.csv"),
+                                      "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    card = ModelPackage.load(out).card
+    assert card.calibrated
+    measured = card.accuracy["site_calibration"]
+    assert measured["series"] >= 4 and 0.0 <= measured["auroc"] <= 1.0
+    assert measured["auroc_95ci"][0] <= measured["auroc"] <= measured["auroc_95ci"][1]
+    assert card.threshold == measured["threshold"]
+    assert card.limitations[0].startswith("Calibrated on")
+    assert not ModelPackage.load(detector_package).card.calibrated  # the original is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pdac-site"]
