@@ -394,6 +394,11 @@ def import_nnunet_command(
     localiser: Annotated[Path | None, typer.Option(
         "--localiser", help="With --recipe panorama: the pancreas model's trained-model folder "
                             "(the baseline's low-resolution model, or TotalSegmentator's).")] = None,
+    localiser_orientation: Annotated[str, typer.Option(
+        "--localiser-orientation", help="As --orientation, for the localiser (RAS for "
+                                        "TotalSegmentator).")] = "LPS",
+    localiser_tile_step: Annotated[float, typer.Option(
+        "--localiser-tile-step", help="As --tile-step, for the localiser (TotalSegmentator: 0.8).")] = 0.5,
 ) -> None:
     """An nnU-Net v2 trained-model folder (the PANORAMA baseline, TotalSegmentator, a site's own)
     → a model package: the card from its plans, one ONNX per fold, and the weights."""
@@ -412,7 +417,11 @@ def import_nnunet_command(
         if (recipe == "panorama") != (localiser is not None):
             raise ValueError("--recipe panorama needs --localiser FOLDER, and --localiser needs "
                              "--recipe panorama")
-        card = import_nnunet(folder, out, options, localiser=localiser)
+        located = ImportOptions(name="localiser", orientation=localiser_orientation.upper(),
+                                tile_step=localiser_tile_step)
+        if located.orientation not in ("LPS", "RAS"):
+            raise ValueError(f"--localiser-orientation must be LPS or RAS, got {localiser_orientation!r}")
+        card = import_nnunet(folder, out, options, localiser=localiser, localiser_options=located)
     except (NnunetFolderError, ValueError) as exc:
         raise fail(str(exc)) from None
     err.print(f"wrote {out}: {card.name}, {len(card.networks)} fold(s), classes "
