@@ -687,6 +687,17 @@ def import_nnunet_command(
     orientation: Annotated[str, typer.Option(
         "--orientation", help="How the training images' voxel axes ran: LPS (as read from DICOM) "
                               "or RAS (canonical NIfTI, as TotalSegmentator's).")] = "LPS",
+    recipe: Annotated[str, typer.Option(
+        "--recipe", help="single: this model alone; panorama: the PANORAMA baseline's two "
+                         "stages, with --localiser finding the pancreas first.")] = "single",
+    localiser: Annotated[Path | None, typer.Option(
+        "--localiser", help="With --recipe panorama: the pancreas model's trained-model folder "
+                            "(the baseline's low-resolution model, or TotalSegmentator's).")] = None,
+    localiser_orientation: Annotated[str, typer.Option(
+        "--localiser-orientation", help="As --orientation, for the localiser (RAS for "
+                                        "TotalSegmentator).")] = "LPS",
+    localiser_tile_step: Annotated[float, typer.Option(
+        "--localiser-tile-step", help="As --tile-step, for the localiser (TotalSegmentator: 0.8).")] = 0.5,
 ) -> None:
     """An nnU-Net v2 trained-model folder (the PANORAMA baseline, TotalSegmentator, a site's own)
     → a model package: the card from its plans, one ONNX per fold, and the weights."""
@@ -700,7 +711,16 @@ def import_nnunet_command(
             pancreas_label=pancreas_label, tile_step=tile_step, orientation=orientation.upper())
         if options.orientation not in ("LPS", "RAS"):
             raise ValueError(f"--orientation must be LPS or RAS, got {orientation!r}")
-        card = import_nnunet(folder, out, options)
+        if recipe not in ("single", "panorama"):
+            raise ValueError(f"--recipe must be single or panorama, got {recipe!r}")
+        if (recipe == "panorama") != (localiser is not None):
+            raise ValueError("--recipe panorama needs --localiser FOLDER, and --localiser needs "
+                             "--recipe panorama")
+        located = ImportOptions(name="localiser", orientation=localiser_orientation.upper(),
+                                tile_step=localiser_tile_step)
+        if located.orientation not in ("LPS", "RAS"):
+            raise ValueError(f"--localiser-orientation must be LPS or RAS, got {localiser_orientation!r}")
+        card = import_nnunet(folder, out, options, localiser=localiser, localiser_options=located)
     except (NnunetFolderError, ValueError) as exc:
         raise fail(str(exc)) from None
     err.print(f"wrote {out}: {card.name}, {len(card.networks)} fold(s), classes "
@@ -709,3 +729,77 @@ def import_nnunet_command(
     if not card.calibrated:
         err.print("[yellow]note:[/] its score is uncalibrated; run screen calibrate on this "
                   "site's labelled series before reading it as a probability", highlight=False)
+
+
+@app.command("predict")
+def predict_command(
+    source: Annotated[Path, typer.Argument(
+        help="A DICOM series folder or a NIfTI file (.nii, .nii.gz).", exists=True, show_default=False)],
+    model: Annotated[str, typer.Option("--model", help="An imported model package (name or folder).",
+                                       show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Label map to write (NIfTI, .nii.gz).",
+                                      show_default=False)],
+    probabilities: Annotated[Path | None, typer.Option(
+        "--probabilities", help="Also write the class probabilities: 4-D float32 NIfTI, one "
+                                "volume per class in the model's label order.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+) -> None:
+    """One series through one imported model: the label map (and probabilities) in the input's
+    own grid, and the Detection printed as JSON."""
+    import time
+
+    from screen.model.package import find_package
+    from screen.nnunet import recipe
+    from screen.nnunet.card import NnunetCard
+    from screen.nnunet.predictor import NnunetModel
+    from screen.predict import PredictError, detection_json, load_input, write_maps
+
+    for path in (out, probabilities):
+        if path is not None and not path.name.lower().endswith((".nii", ".nii.gz")):
+            raise fail(f"{path}: outputs are NIfTI files; name them .nii.gz")
+    try:
+        package = find_package(model)
+        if not isinstance(package.card, NnunetCard):
+            raise ValueError(f"model {package.card.name!r} is not an imported model; predict runs "
+                             "models made by screen import-model")
+        runner = NnunetModel.open(package, backend)
+        loaded = load_input(source)
+    except (PredictError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    start = time.perf_counter()
+    outcome = recipe.run(runner, loaded.volume)
+    write_maps(loaded, outcome.probabilities, out, probabilities)
+    typer.echo(detection_json(outcome.detection, {
+        "model": package.card.name, "model_version": package.card.version,
+        "calibrated": package.card.calibrated, "backend": runner.backend,
+        "seconds": round(time.perf_counter() - start, 2)}))
+    if not package.card.calibrated:
+        err.print("[yellow]note:[/] the score is uncalibrated (see the model card)", highlight=False)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    archives: Archives,
+    model: Annotated[str, typer.Option("--model", help="An imported model package (name or folder).",
+                                       show_default=False)],
+    truth: Annotated[Path, typer.Option("--truth", help="Truth CSV, as screen evaluate reads it.",
+                                        exists=True, dir_okay=False, show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the calibrated copy of the package.",
+                                      show_default=False)],
+    sensitivity: Annotated[float, typer.Option(
+        "--sensitivity", min=0.5, max=1.0, help="Share of lesions the threshold must flag.")] = 0.95,
+    workers: WorkersOption = None,
+) -> None:
+    """Calibrate an imported model's score and operating threshold on this site's own labelled
+    series; the fit, the threshold and the measured AUROC go into a copy of the package."""
+    from screen.nnunet.calibrate import calibrate_package
+
+    try:
+        card = calibrate_package(model, archives, truth, out, target_sensitivity=sensitivity,
+                                 workers=workers)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    measured = card.accuracy["site_calibration"]
+    err.print(f"wrote {out}: AUROC {measured['auroc']:.3f} (95 % CI {measured['auroc_95ci'][0]:.3f}-"
+              f"{measured['auroc_95ci'][1]:.3f}) on {measured['series']} series, threshold "
+              f"{measured['threshold']:.3f}", highlight=False)

@@ -26,6 +26,42 @@ class BackendStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class InstalledModel:
+    """A model package found where ``--model NAME`` looks."""
+
+    name: str
+    version: str
+    kind: str  # "bundled" (screen's own format) or "imported nnU-Net"
+    detail: str  # folds, recipe, calibration
+    path: Path
+
+
+def installed_models() -> tuple[InstalledModel, ...]:
+    """Every package in the folders that names are looked up in; broken ones say why."""
+    from screen.model.package import ModelPackage, engines_dirs
+
+    found = []
+    for folder in engines_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.iterdir() if (p / "model.json").is_file()):
+            try:
+                card = ModelPackage.load(path).card
+            except ValueError as exc:
+                found.append(InstalledModel(path.name, "?", "broken", str(exc), path))
+                continue
+            if getattr(card, "kind", "") == "nnunet":
+                recipe = "panorama (two stages)" if card.recipe is not None else "single model"
+                detail = (f"{len(card.networks)} fold(s), {recipe}, "
+                          f"{'calibrated' if card.calibrated else 'uncalibrated'}")
+                found.append(InstalledModel(card.name, card.version, "imported nnU-Net", detail, path))
+            else:
+                found.append(InstalledModel(card.name, card.version, "bundled",
+                                            f"networks {', '.join(card.networks)}", path))
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
 class DoctorReport:
     gpus: tuple[Gpu, ...]
     gpu_reason: str
@@ -43,6 +79,7 @@ class DoctorReport:
     scan_device: str | None
     scan_precision: str
     scan_reason: str
+    models: tuple[InstalledModel, ...] = ()
 
 
 def _torch_cuda() -> str:
@@ -97,6 +134,7 @@ def doctor_report(model: str = "pancreas-phantom-v1", precision: str = "fp32",
         modelopt=f"nvidia-modelopt {modelopt_version()}" if modelopt_version() else "nvidia-modelopt is not installed",
         cache=root, engines=list_built(root), backends=backends, model=str(model),
         scan_backend=backend, scan_device=device, scan_precision=precision, scan_reason=reason,
+        models=installed_models(),
     )
 
 
@@ -144,6 +182,13 @@ def render_doctor(report: DoctorReport, console=None) -> None:
         console.print(engines)
     else:
         console.print(f"[bold]Engines[/bold]: none built in {report.cache}")
+
+    models = Table(title="Models (--model NAME)", title_justify="left")
+    for column in ("name", "version", "kind", "detail", "folder"):
+        models.add_column(column)
+    for m in report.models:
+        models.add_row(m.name, m.version, m.kind, m.detail, str(m.path))
+    console.print(models)
 
     if report.scan_backend is None:
         console.print(f"[bold]scan --backend auto[/bold] ({report.model}): no backend can run here: {report.scan_reason}")

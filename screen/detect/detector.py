@@ -52,6 +52,10 @@ class Detector:
         cls, package: ModelPackage, backend: str = "auto", precision: str = "fp32",
         device: str | None = None,
     ) -> Detector:
+        if getattr(package.card, "kind", "") == "nnunet":  # an imported model runs its own way
+            from screen.nnunet.predictor import NnunetModel
+
+            return NnunetModel.open(package, backend, precision, device)  # type: ignore[return-value]
         runners = {
             name: load_runner(package, name, backend, precision, device) for name in package.card.networks
         }
@@ -98,6 +102,10 @@ def _coarse_gland(prob: np.ndarray, threshold: float) -> np.ndarray | None:
 
 
 def analyse(volume: Volume, detector: Detector) -> Analysis:
+    if getattr(detector.card, "kind", "") == "nnunet":
+        from screen.detect.imported import analyse_imported
+
+        return analyse_imported(volume, detector)  # type: ignore[arg-type]
     card = detector.card
     post = card.postprocess
     locate, segment = card.locate, card.segment
@@ -201,6 +209,8 @@ def detect(volume: Volume, detector: Detector | ModelPackage) -> Detection:
     """
     if isinstance(detector, ModelPackage):
         detector = Detector.open(detector)
-    if not isinstance(detector, Detector):
+    from screen.nnunet.predictor import NnunetModel
+
+    if not isinstance(detector, (Detector, NnunetModel)):
         raise TypeError(f"detect needs a Detector or a ModelPackage, got {type(detector).__name__}")
     return analyse(volume, detector).detection

@@ -98,7 +98,11 @@ INTENDED_USE = (
     "NOT for diagnostic use and not validated on patients."
 )
 LIMITATIONS = [
-    "Trained and calibrated on synthetic phantoms only; its scores on real CT are not calibrated.",
+    (
+        "Trained and calibrated on synthetic phantoms only: its accuracy figures come from "
+        "phantoms of its own generator only and do not carry over to other phantoms, let alone "
+        "to patients; its scores on real CT are not calibrated."
+    ),
     "Expects axial abdominal CT in HU with i towards patient left, j posterior, k superior.",
     (
         "Hypo-attenuating focal lesions only; cysts, calcifications, diffuse disease and "

@@ -46,6 +46,52 @@ class NnunetNetwork:
 
 
 @dataclass(frozen=True, slots=True)
+class PanoramaRecipe:
+    """The PANORAMA baseline's two stages, as data: a low-resolution localiser segments the
+    pancreas on the whole series; the series is cropped to that pancreas's box widened by
+    ``margins_mm`` (x, y, z: along i, j, k); the detector runs on the crop; its lesion
+    probability is kept inside its own ``mask_labels`` (pancreas and duct) grown by
+    ``mask_dilation_mm``; lesion candidates are extracted and the largest one's value is the
+    score. ``localiser`` is the folder, inside the package, of the localiser's own package."""
+
+    localiser: str = "localiser"
+    localiser_label: str = "pancreas"
+    margins_mm: tuple[float, float, float] = (100.0, 50.0, 15.0)
+    mask_labels: tuple[str, ...] = ("pancreas", "pancreatic duct")
+    mask_dilation_mm: float = 10.0
+    localiser_sha256: str = ""
+    kind: str = "panorama"
+
+    def __post_init__(self) -> None:
+        if any(m < 0 for m in self.margins_mm) or len(self.margins_mm) != 3:
+            raise ValueError(f"margins must be three lengths >= 0 mm, got {self.margins_mm}")
+        if self.mask_dilation_mm < 0:
+            raise ValueError(f"mask dilation must be >= 0 mm, got {self.mask_dilation_mm}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "localiser": self.localiser,
+                "localiser_label": self.localiser_label, "margins_mm_xyz": list(self.margins_mm),
+                "mask_labels": list(self.mask_labels), "mask_dilation_mm": self.mask_dilation_mm,
+                "localiser_sha256": self.localiser_sha256,
+                "steps": ["localise the pancreas (localiser, whole series)",
+                          "crop to its box widened by margins_mm_xyz",
+                          "detect (this model, on the crop)",
+                          "keep the lesion probability inside mask_labels grown by mask_dilation_mm",
+                          "lesion candidates: dynamic threshold max/2.5, 26-connected, > 10 voxels",
+                          "score: the largest candidate's value"]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PanoramaRecipe:
+        if data.get("kind") != "panorama":
+            raise ValueError(f"unknown recipe {data.get('kind')!r}; known: panorama")
+        return cls(localiser=str(data["localiser"]), localiser_label=str(data["localiser_label"]),
+                   margins_mm=tuple(float(m) for m in data["margins_mm_xyz"]),
+                   mask_labels=tuple(str(m) for m in data["mask_labels"]),
+                   mask_dilation_mm=float(data["mask_dilation_mm"]),
+                   localiser_sha256=str(data.get("localiser_sha256", "")))
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreCalibration:
     """Platt scaling of the highest lesion probability's logit: sigmoid(a + b * logit(p))."""
 
@@ -94,6 +140,7 @@ class NnunetCard:
     calibration: ScoreCalibration | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
     accuracy: Mapping[str, Any] = field(default_factory=dict)
+    recipe: PanoramaRecipe | None = None  # None: this one model, its lesion label scored
     kind: str = KIND
 
     def __post_init__(self) -> None:
@@ -112,8 +159,21 @@ class NnunetCard:
         for label in (self.lesion_label, self.pancreas_label):
             if label is not None and label not in self.classes:
                 raise ValueError(f"label {label!r} is not among the classes {self.classes}")
+        if self.recipe is not None:
+            for label in self.recipe.mask_labels:
+                if label not in self.classes:
+                    raise ValueError(f"recipe mask label {label!r} is not among the classes {self.classes}")
+            if self.lesion_label is None:
+                raise ValueError("a two-stage recipe needs the detector's lesion label")
         if self.mirror_axes is not None and any(a not in (0, 1, 2) for a in self.mirror_axes):
             raise ValueError(f"mirror_axes must be among 0, 1, 2, got {self.mirror_axes}")
+
+    @property
+    def postprocess(self):
+        """Thresholds the review images and DICOM SEG draw lesions and pancreas at."""
+        from screen.model.card import Postprocess
+
+        return Postprocess()
 
     @property
     def calibrated(self) -> bool:
@@ -156,6 +216,11 @@ class NnunetCard:
                 "method": "platt", "feature": "logit of the highest lesion probability",
                 "intercept": self.calibration.intercept, "slope": self.calibration.slope}),
             "threshold": self.threshold,
+            "recipe": ({"kind": "single", "steps": [
+                "this model on the whole series",
+                "lesion candidates: dynamic threshold max/2.5, 26-connected, > 10 voxels",
+                "score: the largest candidate's value"]}
+                if self.recipe is None else self.recipe.to_dict()),
             "source": dict(self.source), "accuracy": dict(self.accuracy),
         }
 
@@ -219,8 +284,10 @@ class NnunetCard:
                 calibration=(None if cal is None else ScoreCalibration(
                     float(get(cal, "intercept", "calibration.")), float(get(cal, "slope", "calibration.")))),
                 source=dict(data.get("source", {})), accuracy=dict(data.get("accuracy", {})),
+                recipe=(None if (data.get("recipe") or {}).get("kind", "single") == "single"
+                        else PanoramaRecipe.from_dict(data["recipe"])),
             )
         except CardError:
             raise
-        except (NnunetFolderError, ValueError, TypeError, IndexError) as exc:
+        except (NnunetFolderError, ValueError, TypeError, IndexError, KeyError) as exc:
             raise CardError(f"{source}: {exc}") from None

@@ -89,13 +89,42 @@ def export_onnx(network, path: Path, patch: Sequence[int], input_name: str = "im
         )
 
 
-def import_nnunet(source: Path | str, out: Path | str, options: ImportOptions = ImportOptions()) -> NnunetCard:
-    """Check ``source`` and write its package to ``out`` (which must not exist yet)."""
-    import torch
+def import_nnunet(source: Path | str, out: Path | str, options: ImportOptions = ImportOptions(),
+                  localiser: Path | str | None = None,
+                  localiser_options: ImportOptions | None = None) -> NnunetCard:
+    """Check ``source`` and write its package to ``out`` (which must not exist yet).
 
+    With ``localiser`` (a second trained-model folder), the package runs the PANORAMA
+    baseline's two-stage recipe: that model finds the pancreas, this one looks at the crop."""
     source, out = Path(source), Path(out)
     if out.exists():
         raise NnunetFolderError(f"{out} already exists; give a new folder for the package")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        recipe = None
+        if localiser is not None:
+            from screen.model.package import ModelPackage
+            from screen.nnunet.card import PanoramaRecipe
+
+            located = _write(Path(localiser), staging / "localiser",
+                             localiser_options or ImportOptions(name="localiser"), None)
+            if located.pancreas_label is None:
+                raise NnunetFolderError(f"{localiser}: the localiser has no pancreas label")
+            recipe = PanoramaRecipe(localiser="localiser", localiser_label=located.pancreas_label,
+                                    localiser_sha256=ModelPackage.load(staging / "localiser").sha256)
+        card = _write(source, staging, options, recipe)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("imported %s (%d folds) into %s", source, len(card.networks), out)
+    return card
+
+
+def _write(source: Path, staging: Path, options: ImportOptions, recipe) -> NnunetCard:
+    import torch
+
     folder = read_folder(source, options.checkpoint)
     folds = options.folds or folder.folds
     missing = [f for f in folds if f not in folder.folds]
@@ -138,7 +167,7 @@ def import_nnunet(source: Path | str, out: Path | str, options: ImportOptions = 
         data_resampling=folder.data_resampling,
         probability_resampling=folder.probability_resampling,
         tile_step=options.tile_step, mirror_axes=mirror_axes, architecture=folder.architecture,
-        networks=networks, threshold=0.5, calibration=None,
+        networks=networks, threshold=0.5, calibration=None, recipe=recipe,
         source={"format": "nnU-Net v2", "folder": str(source.resolve()),
                 "dataset": folder.dataset_name, "trainer": folder.trainer,
                 "configuration": folder.configuration, "checkpoint": options.checkpoint,
@@ -147,19 +176,12 @@ def import_nnunet(source: Path | str, out: Path | str, options: ImportOptions = 
                 "plans_sha256": _sha256(source / "plans.json"),
                 "dataset_json_sha256": _sha256(source / "dataset.json")},
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for fold, network in nets.items():
-            entry = networks[f"fold_{fold}"]
-            export_onnx(network, staging / entry.onnx, folder.patch_size, entry.input_name,
-                        entry.output_name)
-            torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()},
-                       staging / entry.torch)
-        (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    logger.info("imported %s (%d folds) into %s", source, len(folds), out)
+    staging.mkdir(parents=True, exist_ok=True)
+    for fold, network in nets.items():
+        entry = networks[f"fold_{fold}"]
+        export_onnx(network, staging / entry.onnx, folder.patch_size, entry.input_name,
+                    entry.output_name)
+        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()},
+                   staging / entry.torch)
+    (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     return card

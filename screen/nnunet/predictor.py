@@ -34,6 +34,7 @@ class NnunetModel:
     runners: Sequence[Runner]
     package_sha256: str = ""
     batch_size: int = DEFAULT_BATCH
+    localiser: NnunetModel | None = None  # the first stage of a two-stage recipe
 
     def __post_init__(self) -> None:
         if len(self.runners) != len(self.card.networks):
@@ -46,7 +47,11 @@ class NnunetModel:
         if not isinstance(package.card, NnunetCard):
             raise ValueError(f"model {package.card.name!r} is not an imported nnU-Net model")
         runners = [load_runner(package, name, backend, precision, device) for name in package.card.networks]
-        return cls(package.card, tuple(runners), package.sha256, batch_size)
+        localiser = None
+        if package.card.recipe is not None:
+            inner = ModelPackage.load(package.path / package.card.recipe.localiser)
+            localiser = cls.open(inner, backend, precision, device, batch_size)
+        return cls(package.card, tuple(runners), package.sha256, batch_size, localiser)
 
     @property
     def backend(self) -> str:

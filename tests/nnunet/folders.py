@@ -28,10 +28,14 @@ def needs_architectures() -> None:
 
 
 def shrink_plans(plans: dict, configuration: str, *, features: Sequence[int] | None = None,
-                 patch: Sequence[int] | None = None, residual: bool = False) -> dict:
-    """A copy of the plans with fewer/narrower stages and a smaller patch, all else kept."""
+                 patch: Sequence[int] | None = None, residual: bool = False,
+                 spacing: Sequence[float] | None = None) -> dict:
+    """A copy of the plans with fewer/narrower stages, a smaller patch and (for sweeps of
+    whole generated archives) a coarser spacing; all else kept."""
     plans = copy.deepcopy(plans)
     config = plans["configurations"][configuration]
+    if spacing is not None:
+        config["spacing"] = list(spacing)
     n = len(features) if features is not None else None
     if patch is not None:
         config["patch_size"] = list(patch)
@@ -62,7 +66,8 @@ def shrink_plans(plans: dict, configuration: str, *, features: Sequence[int] | N
 def write_folder(
     dest: Path, source: Path, *, folds: Sequence[int | str] = (0,), seed: int = 0,
     features: Sequence[int] | None = None, patch: Sequence[int] | None = None,
-    residual: bool = False, trainer: str | None = None, checkpoint: str = "checkpoint_final.pth",
+    residual: bool = False, trainer: str | None = None, spacing: Sequence[float] | None = None,
+    checkpoint: str = "checkpoint_final.pth",
     mirror_axes: tuple[int, ...] | None = (0, 1, 2), configuration: str = "3d_fullres",
 ) -> Path:
     """A trained-model folder under ``dest`` named as nnU-Net names it."""
@@ -74,7 +79,8 @@ def write_folder(
     folder = dest / f"{trainer or name_trainer}__{plans_name}__{configuration}"
     folder.mkdir(parents=True)
     plans = json.loads((source / "plans.json").read_text())
-    plans = shrink_plans(plans, configuration, features=features, patch=patch, residual=residual)
+    plans = shrink_plans(plans, configuration, features=features, patch=patch, residual=residual,
+                         spacing=spacing)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(source / "dataset.json", folder / "dataset.json")
     dataset = json.loads((source / "dataset.json").read_text())

@@ -173,3 +173,21 @@ def test_onnx_and_torch_give_the_checkpoint_network_s_logits(detector_folder: Pa
         got = load_runner(package, "fold_1", backend).run(x)
         assert got.shape == (3, 7, 16, 32, 64)
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_doctor_lists_imported_models(detector_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    from rich.console import Console
+
+    from screen.doctor import doctor_report, render_doctor
+
+    assert _import(str(detector_folder), "--out", str(tmp_path / "site" / "pdac"), "--name",
+                   "pdac").exit_code == 0
+    monkeypatch.setenv("SCREEN_ENGINES", str(tmp_path / "site"))
+    report = doctor_report(cache=tmp_path / "cache")
+    imported = [m for m in report.models if m.name == "pdac"]
+    assert imported and imported[0].kind == "imported nnU-Net"
+    assert imported[0].detail == "2 fold(s), single model, uncalibrated"
+    assert any(m.kind == "bundled" for m in report.models)
+    console = Console(record=True, width=250)
+    render_doctor(report, console)
+    assert "imported nnU-Net" in console.export_text()

@@ -1,0 +1,97 @@
+"""From an imported model's class probabilities to a Detection: the pancreas, the lesion
+candidates (as the PANORAMA baseline extracts them), the score, the lesion's centre, size and
+place in the gland."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from screen.detect.postprocess import feret_diameter_mm, largest, location_along
+from screen.nnunet.card import NnunetCard
+from screen.records import Detection, Volume
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_FRACTION = 2.5  # a candidate holds the voxels above its peak / 2.5 ...
+MIN_CANDIDATE_VOXELS = 10  # ... and more than this many of them
+MIN_PANCREAS_ML = 1.0
+_FULL = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Candidates:
+    """Lesion candidates: a map with each candidate filled with its peak, and the largest one."""
+
+    map: np.ndarray  # float32, 0 outside candidates
+    peak: float  # the score: the most suspicious candidate's peak probability (0 if none)
+    voxels: np.ndarray | None  # (n, 3) voxels of that candidate
+
+
+def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
+                      min_voxels: int = MIN_CANDIDATE_VOXELS) -> Candidates:
+    """Candidates by dynamic thresholding, as the PANORAMA baseline extracts them: the
+    region above max/``fraction`` (26-connected) around the highest voxel becomes a candidate
+    filled with that maximum if it has more than ``min_voxels`` voxels; it is then removed and
+    the next highest voxel tried, until no probability is left above the first threshold."""
+    work = np.asarray(prob, dtype=np.float32).copy()
+    out = np.zeros_like(work)
+    if work.size == 0 or work.max() <= 0:
+        return Candidates(out, 0.0, None)
+    floor = float(work.max()) / fraction
+    best_peak, best_voxels = 0.0, None
+    while True:
+        peak = float(work.max())
+        if peak <= floor or peak <= 0:
+            break
+        labelled, _ = ndimage.label(work > peak / fraction, structure=_FULL)
+        seed = np.unravel_index(int(work.argmax()), work.shape)
+        region = labelled == labelled[seed]
+        if int(region.sum()) > min_voxels:
+            out[region] = peak
+            if best_voxels is None:
+                best_peak, best_voxels = peak, np.argwhere(region)
+        work[region] = 0
+    return Candidates(out, best_peak, best_voxels)
+
+
+def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
+             lesion_prob: np.ndarray | None = None) -> tuple[Detection, np.ndarray | None, Candidates]:
+    """The Detection for class ``probabilities`` (C, K, J, I) on the volume's grid.
+
+    ``lesion_prob`` replaces the lesion class's probability (a recipe may have masked it)."""
+    spacing = volume.spacing
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    pancreas = None
+    if card.pancreas_label is not None:
+        labels = probabilities.argmax(axis=0)
+        mask = labels == card.index(card.pancreas_label)
+        if mask.any():
+            mask = largest(mask)
+        if mask.sum() * voxel_ml >= MIN_PANCREAS_ML:
+            pancreas = mask
+    if lesion_prob is None:
+        lesion_prob = (probabilities[card.index(card.lesion_label)] if card.lesion_label
+                       else np.zeros(probabilities.shape[1:], np.float32))
+    found = lesion_candidates(lesion_prob)
+    raw = found.peak
+    score = card.calibration.score(raw) if card.calibration is not None else raw
+    volume_ml = float(pancreas.sum() * voxel_ml) if pancreas is not None else 0.0
+    if found.voxels is None:
+        return Detection(float(np.clip(score, 0, 1)), pancreas is not None, volume_ml), pancreas, found
+    centre = found.voxels.mean(axis=0)
+    centre_lps = volume.to_lps(centre)
+    location = None
+    if pancreas is not None:
+        location = location_along(volume.to_lps(np.argwhere(pancreas)), centre_lps)
+    detection = Detection(
+        score=float(np.clip(score, 0, 1)), pancreas_found=pancreas is not None,
+        pancreas_volume_ml=volume_ml,
+        lesion_center_lps=tuple(float(v) for v in centre_lps),  # type: ignore[arg-type]
+        lesion_diameter_mm=feret_diameter_mm(found.voxels, spacing),
+        lesion_location=location, key_slice=int(round(centre[0])),
+    )
+    return detection, pancreas, found
