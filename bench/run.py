@@ -14,6 +14,7 @@ BENCHMARKS = {
     "engines": "bench.engines_bench",
     "scan": "bench.scan_bench",
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
+    "nnunet": "bench.nnunet_bench",  # imported nnU-Net models: one patch, per case, memory
 }
 
 
