@@ -18,6 +18,7 @@ BENCHMARKS = {
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
     "kill-resume": "bench.kill_resume_bench",  # 20 SIGKILLs of the whole sweep, resumed
     "dicomweb": "bench.dicomweb_bench",  # says so and measures nothing without Orthanc
+    "nnunet": "bench.nnunet_bench",  # imported nnU-Net models: one patch, per case, memory
 }
 
 

@@ -24,6 +24,7 @@ def detector_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "pdac"
 
 
+@pytest.mark.slow
 def test_an_imported_detector_sweeps_an_archive(small_archive: Path, detector_package: Path,
                                                 tmp_path: Path) -> None:
     notices: list[str] = []
@@ -45,6 +46,7 @@ def test_an_imported_detector_sweeps_an_archive(small_archive: Path, detector_pa
     assert any("uncalibrated" in n for n in notices)
 
 
+@pytest.mark.slow
 def test_calibrate_writes_a_calibrated_copy(small_archive: Path, detector_package: Path,
                                             tmp_path: Path) -> None:
     from typer.testing import CliRunner

@@ -1,0 +1,164 @@
+"""Imported nnU-Net models: the PANORAMA detector's network on one patch, and per-case
+projections from measured patch counts; peak memory of a full-size series through the
+PANORAMA recipe.
+
+    python -m bench.nnunet_bench [--skip-rss] [--threads N]
+
+The detector is the real plans' network (PlainConvUNet, 32..320 features, patch 48 x 128 x 288)
+with seeded random weights in nnU-Net's on-disk format (timing does not depend on the weights).
+One patch goes through ONNX Runtime and torch (screen's backends) and through nnUNetPredictor
+on an input of exactly one patch, so each does one network evaluation plus its own overhead.
+Per-case projections multiply the fastest single-patch time of each by the patch count of the
+plans' median image (74 x 230 x 425 voxels, the crop the detector was trained on): all 5 folds
+with 8 mirrors, and 1 fold without mirroring.
+
+Peak RSS: a 512 x 512 x 300 series (0.7 x 0.7 x 1.5 mm) through the panorama recipe, in a fresh
+process, with the real plans but narrow networks (4..16 features), because the arrays, not the
+weights, set the memory: resampled image, logits, probabilities on the series grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import save
+
+MEDIAN_CROP = (74, 230, 425)
+
+
+def _patch_count(image, patch, step=0.5) -> int:
+    from screen.nnunet.sliding import steps
+
+    return int(np.prod([len(s) for s in steps(image, patch, step)]))
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def patch_timing(threads: int, repeats: int) -> dict[str, object]:
+    import torch
+
+    from screen.backends import load_runner, set_cpu_threads
+    from screen.model.package import ModelPackage
+    from screen.nnunet.importer import ImportOptions, import_nnunet
+    from tests.nnunet.folders import DETECTOR_MODEL, write_folder
+
+    torch.set_num_threads(threads)
+    set_cpu_threads(threads)
+    root = Path(tempfile.mkdtemp(prefix="nnunet-bench-"))
+    folder = write_folder(root, DETECTOR_MODEL, folds=(0,), mirror_axes=(0, 1, 2))
+    import_nnunet(folder, root / "pkg", ImportOptions(folds=("0",)))
+    package = ModelPackage.load(root / "pkg")
+    patch = package.card.patch_size
+    x = np.random.default_rng(0).normal(size=(1, 1, *patch)).astype(np.float32)
+    numbers: dict[str, object] = {"patch": list(patch), "threads": threads}
+    for backend in ("onnxruntime", "torch"):
+        runner = load_runner(package, "fold_0", backend)
+        runner.run(x)  # warm up
+        numbers[f"{backend}_patch_s"] = round(_best(lambda: runner.run(x), repeats), 3)
+    try:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        from screen.nnunet.folder import read_folder
+        from screen.nnunet.network import build_network, read_checkpoint
+
+        plans = json.loads((folder / "plans.json").read_text())
+        manager = PlansManager(plans)
+        info = read_folder(folder)
+        network = build_network(info.architecture, len(info.labels))
+        weights = read_checkpoint(folder / "fold_0" / "checkpoint_final.pth").weights
+        predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+        predictor.manual_initialization(network, manager, manager.get_configuration("3d_fullres"),
+                                        [weights], dict(info.dataset), info.trainer, None)
+        data = torch.from_numpy(x[0])
+        predictor.predict_logits_from_preprocessed_data(data)
+        numbers["nnunet_predictor_patch_s"] = round(
+            _best(lambda: predictor.predict_logits_from_preprocessed_data(data), repeats), 3)
+    except ImportError as exc:
+        numbers["nnunet_predictor_patch_s"] = f"not measured: {exc}"
+    count = _patch_count(MEDIAN_CROP, patch)
+    numbers["median_crop"] = list(MEDIAN_CROP)
+    numbers["patches_per_case"] = count
+    screen_best = min(numbers["onnxruntime_patch_s"], numbers["torch_patch_s"])
+    for label, evaluations in (("5_folds_8_mirrors", 5 * 8 * count), ("1_fold_no_mirroring", count)):
+        numbers[f"screen_{label}_s_per_case"] = round(screen_best * evaluations, 1)
+        if isinstance(numbers["nnunet_predictor_patch_s"], float):
+            numbers[f"nnunet_predictor_{label}_s_per_case"] = round(
+                numbers["nnunet_predictor_patch_s"] * evaluations, 1)
+    if isinstance(numbers["nnunet_predictor_patch_s"], float):
+        numbers["screen_over_nnunet_predictor"] = round(screen_best / numbers["nnunet_predictor_patch_s"], 2)
+    return numbers
+
+
+_RSS_CHILD = r'''
+import resource, sys, time
+from pathlib import Path
+import numpy as np
+from screen.model.package import ModelPackage
+from screen.nnunet import recipe
+from screen.nnunet.predictor import NnunetModel
+from screen.records import Volume
+package = ModelPackage.load(Path(sys.argv[1]))
+model = NnunetModel.open(package, "onnxruntime")
+shape = (300, 512, 512)
+rng = np.random.default_rng(0)
+hu = np.full(shape, -1000.0, np.float32)
+k, j, i = np.ogrid[:shape[0], :shape[1], :shape[2]]
+hu[np.broadcast_to(((j - 256) / 200.0) ** 2 + ((i - 256) / 230.0) ** 2 < 1, shape)] = 40.0
+hu += rng.normal(0, 10, shape).astype(np.float32)
+affine = np.diag([0.7, 0.7, 1.5, 1.0])
+volume = Volume(hu=hu, affine=affine, slice_uids=tuple(str(n) for n in range(shape[0])))
+start = time.perf_counter()
+outcome = recipe.run(model, volume)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+'''
+
+
+def recipe_rss() -> dict[str, object]:
+    from screen.nnunet.importer import ImportOptions, import_nnunet
+    from tests.nnunet.folders import DETECTOR_MODEL, PANCREAS_MODEL, write_folder
+
+    root = Path(tempfile.mkdtemp(prefix="nnunet-rss-"))
+    detector = write_folder(root / "det", DETECTOR_MODEL, features=(4, 8, 8, 16, 16, 16), mirror_axes=None)
+    localiser = write_folder(root / "loc", PANCREAS_MODEL, features=(4, 8, 8, 16, 16), mirror_axes=None)
+    import_nnunet(detector, root / "pkg", ImportOptions(mirroring=False), localiser=localiser,
+                  localiser_options=ImportOptions(name="localiser", mirroring=False))
+    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(root / "pkg")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    seconds, peak = float(out[0]), int(out[1])
+    return {"series": [512, 512, 300], "recipe_seconds": round(seconds, 1),
+            "peak_rss_gib": round(peak / 2 ** 30, 2), "goal_gib": 8}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.nnunet_bench")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-patch", action="store_true")
+    args = parser.parse_args()
+    numbers: dict[str, object] = {}
+    if not args.skip_patch:
+        numbers["patch"] = patch_timing(args.threads, args.repeats)
+    if not args.skip_rss:
+        numbers["panorama_recipe_memory"] = recipe_rss()
+    save("nnunet", numbers)
+
+
+if __name__ == "__main__":
+    main()
