@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from screen.engines.cache import Artifact, cache_root, list_built
+from screen.artifacts import Artifact, cache_root, list_built
 from screen.gpus import Gpu, find_gpus
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ def doctor_report(model: str = "pancreas-phantom-v1", precision: str = "fp32",
                   cache: Path | None = None) -> DoctorReport:
     """Everything ``screen doctor`` shows, gathered without loading any network."""
     from screen.backends import availability, choose_backend
+    from screen.backends.tensorrt import tensorrt_version
     from screen.engines.quantize import modelopt_version
-    from screen.engines.tensorrt_build import tensorrt_version
     from screen.model.package import find_package
 
     gpus, gpu_reason = find_gpus()

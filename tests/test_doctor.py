@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from screen.backends.tensorrt import tensorrt_version
 from screen.doctor import doctor_report, render_doctor
-from screen.engines.tensorrt_build import tensorrt_version
 from screen.gpus import find_gpus
 
 

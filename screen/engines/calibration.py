@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screen.engines.cache import write_bytes_atomic
+from screen.atomic import write_bytes_atomic
 from screen.model.package import ModelPackage
 from screen.records import Volume
 

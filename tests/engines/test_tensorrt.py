@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from screen.backends import choose_backend, plugin
-from screen.engines.tensorrt_build import Profile, profile_for, tensorrt_version
+from screen.backends.tensorrt import tensorrt_version
+from screen.engines.tensorrt_build import Profile, profile_for
 from screen.gpus import find_gpus
 from screen.model import train
 
