@@ -202,7 +202,8 @@ def phantom_cases(n: int = DEFAULT_CASES, seed: int = GATE_SEED) -> Iterator[Val
 
 def archive_cases(archive: Path, limit: int | None = None) -> Iterator[ValidationCase]:
     """The labelled eligible series of an archive (its truth.csv in or beside it)."""
-    from screen.engines.calibration import archive_candidates, truth_beside
+    from screen.engines.calibration import archive_candidates
+    from screen.truth import truth_beside
     from screen.volume import VolumeError, load_volume
 
     archive = Path(archive)
