@@ -176,7 +176,7 @@ def phantom_cases(n: int = DEFAULT_CASES, seed: int = GATE_SEED) -> Iterator[Val
     Coarser pixels and a smaller matrix than the held-out set proper: the networks resample
     to their own grids anyway, and this keeps the gate to a couple of minutes on two cores.
     """
-    from screen.model.phantoms import HELD_OUT_SETTINGS, ScanSettings, draw_case
+    from screen.synth.cases import HELD_OUT_SETTINGS, ScanSettings, draw_case
 
     if n < 2:
         raise ValueError(f"the accuracy gate needs at least 2 cases, got {n}")

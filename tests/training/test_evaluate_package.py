@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from screen.model.evaluate_package import CaseResult, nifti_volume, summarise
-from screen.model.phantoms import ScanSettings, draw_case, lesion_conspicuity
+from screen.synth.cases import ScanSettings, draw_case, lesion_conspicuity
+from screen.training.evaluate_package import CaseResult, nifti_volume, summarise
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-ct" / "totalsegmentator"
 
@@ -70,7 +70,7 @@ def test_summary_reports_each_contrast_phase_apart():
 
 
 def test_training_validation_and_held_out_seeds_never_share_a_phantom():
-    from screen.model.phantoms import held_out_seeds, training_seeds, validation_seeds
+    from screen.synth.cases import held_out_seeds, training_seeds, validation_seeds
 
     sets = {
         "training 0": training_seeds(0, 499_999), "validation 0": validation_seeds(0, 499_999),
@@ -128,7 +128,7 @@ def test_conspicuity_tells_a_plain_lesion_from_one_like_the_gland():
     (["--cases", "1000"], "holds 0 to 999 phantoms"),
 ])
 def test_the_command_refuses_held_out_sets_it_cannot_draw_as_asked(words, why, capsys):
-    from screen.model.evaluate_package import main
+    from screen.training.evaluate_package import main
 
     with pytest.raises(SystemExit) as stop:
         main(["pancreas-phantom-v1", *words])
