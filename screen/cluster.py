@@ -18,7 +18,7 @@ from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin, get
 
 from screen.gpus import Gpu
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "screen-detector"
 # Dask settings for the local cluster, as long as it lives.
@@ -69,7 +69,7 @@ class DetectorPlugin(WorkerPlugin):
 
             package = find_package(self.spec.model)
             self._detector = Detector.open(package, self.spec.backend, self.spec.precision)
-            log.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
+            logger.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
                      self._detector.backend, self._detector.precision)
         return self._detector
 

@@ -89,6 +89,19 @@ def test_training_validation_and_held_out_seeds_never_share_a_phantom():
         validation_seeds(899, 1)
 
 
+def test_the_engine_gates_seeds_are_the_registrys_and_no_set_may_train_on_them():
+    from screen.synth.cases import GATE_TRAINING_SET, gate_seeds, held_out_seeds, training_seeds, validation_seeds
+
+    gate = gate_seeds()
+    allowed = [s for s in range(GATE_TRAINING_SET - 1, GATE_TRAINING_SET + 2) if s != GATE_TRAINING_SET]
+    others = [*(training_seeds(s, 499_999) for s in allowed), *(validation_seeds(s, 499_999) for s in allowed),
+              held_out_seeds(0, 999), held_out_seeds(99_999, 999)]
+    assert all(seeds[-1] < gate.start or seeds[0] >= gate.stop for seeds in others)
+    for draw in (training_seeds, validation_seeds):
+        with pytest.raises(ValueError, match="training set 89 is reserved: its seeds are the engine gate's"):
+            draw(GATE_TRAINING_SET, 1)
+
+
 def test_summary_sets_apart_the_lesions_no_observer_could_see():
     cases = [
         CaseResult(1, True, 0.9, 20.0, "head", True, True, "head", 0.1, "arterial", 12.0),
