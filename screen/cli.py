@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Sweep an imaging archive for abdominal CTs and rank suspicious pancreata for review.",
 )
 err = Console(stderr=True)
-log = logging.getLogger("screen")
+logger = logging.getLogger(__name__)
 
 Archives = Annotated[list[Path], typer.Argument(help="Archive folders or files to crawl.", exists=True,
                                                 show_default=False)]

@@ -28,7 +28,7 @@ from screen.pseudonym import Pseudonymizer, read_key_file
 from screen.records import InventoryEntry, Series, Volume
 from screen.select import load_rules
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 NOT_DIAGNOSTIC = "not for diagnostic use"  # in a card's intended use: say so at every scan
 SERIES_PER_WORKER = 2  # series in flight per worker: enough to keep each busy, few in memory
@@ -283,7 +283,7 @@ def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
         try:
             future.result()
         except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the worklist
-            log.warning("could not draw review images: %s", exc)
+            logger.warning("could not draw review images: %s", exc)
 
 
 def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> dict[str, object]:
@@ -291,7 +291,7 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a lost task (KilledWorker) must still leave a row
-        log.warning("series %s failed: %s", entry.series.key, exc)
+        logger.warning("series %s failed: %s", entry.series.key, exc)
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KilledWorker):
             reason = ("the worker screening this series died, also with no other series on the "
@@ -369,7 +369,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     try:
         analysis = analyse(volume, detector)
     except Exception as exc:
-        log.exception("detector failed on %s", series.key)
+        logger.exception("detector failed on %s", series.key)
         reason = f"detector failed: {type(exc).__name__}: {exc}"
         return private(worklist.row(series, producer, error=reason) | timing)
     timing["detect_seconds"] = time.perf_counter() - start
@@ -402,7 +402,7 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
             write_seg(outputs.dicom_out, series, volume, analysis, model_name=card.name,
                       model_version=card.version, lesion_probability=lesion_p)
     except Exception:
-        log.exception("could not write review images or DICOM for %s", series.key)
+        logger.exception("could not write review images or DICOM for %s", series.key)
 
 
 def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:

@@ -28,7 +28,7 @@ from screen.volume.decode import PADDING_HU, check_decodable, hu_frames, read_da
 from screen.volume.errors import DamagedPixels, VolumeError
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Damaged files left out of one series before it is judged unusable as a whole.
 MAX_DAMAGED_SLICES = 2
@@ -52,7 +52,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1) -> Volume:
             if len(left_out) >= MAX_DAMAGED_SLICES or len(remaining) < 2 or \
                     len(remaining) == len(series.instances):
                 raise
-            log.warning("%s; leaving it out of series %s", exc, series.key)
+            logger.warning("%s; leaving it out of series %s", exc, series.key)
             left_out.append(f"{exc}: left out and treated as a missing slice")
             series = replace(series, instances=remaining)
 
@@ -72,7 +72,7 @@ def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...]) -> Volume
     uids = tuple(plan.sources[o.nearest].sop_instance_uid for o in plan.outputs)
     if turn.flip[2]:
         uids = uids[::-1]
-    log.debug("loaded series %s: %s voxels, turn %s", series.key, hu.shape, turn)
+    logger.debug("loaded series %s: %s voxels, turn %s", series.key, hu.shape, turn)
     return Volume(
         hu=hu,
         affine=orient.turned_affine(plan.affine, acquired, turn),
