@@ -8,10 +8,8 @@ archive and may hold anything.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -20,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from screen.atomic import write_bytes_atomic
+from screen.file_names import page_key
 from screen.review.images import LESION_RGB, PANCREAS_RGB
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ INDEX = "index.html"
 SERIES_DIR = "series"
 IMAGES_DIR = "images"
 KEY_COLUMN = "series_key"
-_SAFE_KEY = re.compile(r"[0-9A-Za-z][0-9A-Za-z.\-]{0,95}")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:1.5em;color:#111}
@@ -49,15 +47,6 @@ dt{font-weight:600}
 dd{margin:0}
 .error{color:#a00}
 """
-
-
-def page_key(series_key: str) -> str:
-    """A file-name-safe key for a series' page and images (UIDs pass unchanged)."""
-    if not isinstance(series_key, str) or not series_key:
-        raise ValueError(f"a series key must be a non-empty string, got {series_key!r}")
-    if _SAFE_KEY.fullmatch(series_key):
-        return series_key
-    return "s-" + hashlib.sha256(series_key.encode()).hexdigest()[:24]
 
 
 def series_key_of(row: Mapping[str, object]) -> str:

@@ -90,7 +90,13 @@ def test_training_validation_and_held_out_seeds_never_share_a_phantom():
 
 
 def test_the_engine_gates_seeds_are_the_registrys_and_no_set_may_train_on_them():
-    from screen.synth.cases import GATE_TRAINING_SET, gate_seeds, held_out_seeds, training_seeds, validation_seeds
+    from screen.synth.cases import (
+        GATE_TRAINING_SET,
+        gate_seeds,
+        held_out_seeds,
+        training_seeds,
+        validation_seeds,
+    )
 
     gate = gate_seeds()
     allowed = [s for s in range(GATE_TRAINING_SET - 1, GATE_TRAINING_SET + 2) if s != GATE_TRAINING_SET]
