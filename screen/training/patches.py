@@ -120,7 +120,7 @@ def in_order(pool: Pool, work: Callable[[int], T], seeds: Sequence[int], ahead: 
     return results()
 
 
-def patch(x: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], centre: np.ndarray | None,
+def cut_patch(x: np.ndarray, y: np.ndarray, shape: tuple[int, int, int], centre: np.ndarray | None,
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A patch of ``shape`` around ``centre`` (jittered), or anywhere; padded where too small."""
     pads = [(0, max(0, s - n)) for s, n in zip(shape, x.shape)]
@@ -177,7 +177,7 @@ class TrainingSet:
             centre = self._lesion_at[index][rng.integers(len(self._lesion_at[index]))]
         elif r < 0.85 and len(self._gland_at[index]):
             centre = self._gland_at[index][rng.integers(len(self._gland_at[index]))]
-        return patch(x, y, patch, centre, rng)
+        return cut_patch(x, y, patch, centre, rng)
 
 
 def batch_of(patches: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
