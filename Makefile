@@ -40,15 +40,15 @@ bench:
 # on 160 others, 3000 more on 480 others (chosen over the second stage on 200 validation
 # phantoms); then measure it on two sets of held-out phantoms into its card.
 model:
-	nice -n 10 $(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 0 \
+	nice -n 10 $(PY) -m screen.training.train --out engines/pancreas-phantom-v1 --seed 0 \
 		--cache $${TMPDIR:-/tmp}/screen-train-cache
-	nice -n 10 $(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 1 \
+	nice -n 10 $(PY) -m screen.training.train --out engines/pancreas-phantom-v1 --seed 1 \
 		--locate-from engines/pancreas-phantom-v1 --segment-from engines/pancreas-phantom-v1 \
 		--segment-steps 3000 --cache $${TMPDIR:-/tmp}/screen-train-cache
-	nice -n 10 $(PY) -m screen.model.train --out engines/pancreas-phantom-v1 --seed 4 \
+	nice -n 10 $(PY) -m screen.training.train --out engines/pancreas-phantom-v1 --seed 4 \
 		--train-cases 480 --val-cases 200 --locate-from engines/pancreas-phantom-v1 \
 		--segment-from engines/pancreas-phantom-v1 --segment-steps 3000
-	nice -n 10 $(PY) -m screen.model.evaluate_package pancreas-phantom-v1 --cases 200 \
+	nice -n 10 $(PY) -m screen.training.evaluate_package pancreas-phantom-v1 --cases 200 \
 		--seed 8 --seed 10 --write
 
 clean:

@@ -23,11 +23,11 @@ def main() -> None:
 
     from screen.engines import quantize
     from screen.engines.tensorrt_build import profile_for
-    from screen.model import train
     from screen.model.export import export_onnx
     from screen.model.network import UNet3D
+    from screen.training.recipe import SEGMENT
 
-    card = train.SEGMENT
+    card = SEGMENT
     shape = profile_for(card).opt
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, shape).astype(np.float32)

@@ -28,9 +28,9 @@ from bench.common import RESULTS, save, timed
 
 def series_page(folder: Path) -> Path:
     from screen.detect.detector import Analysis
+    from screen.detect.masks import Masks
     from screen.detect.preprocess import Grid
     from screen.records import Detection, Volume
-    from screen.review.masks import Masks
     from screen.review.pages import image_paths, write_series_page
     from screen.review.stack import build_stack, save_stack
     from screen.synth.phantom import render, sample_spec

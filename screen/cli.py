@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Sweep an imaging archive for abdominal CTs and rank suspicious pancreata for review.",
 )
 err = Console(stderr=True)
-log = logging.getLogger("screen")
+logger = logging.getLogger(__name__)
 
 def _existing_archives(values: list[str]) -> list[str]:
     # Folders and files must exist; a DICOMweb address (dicomweb+https://...) is checked by

@@ -26,7 +26,7 @@ from distributed.security import Security
 from screen import pseudonym
 from screen.gpus import Gpu
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "screen-detector"
 # Dask settings for the local cluster, as long as it lives.
@@ -82,7 +82,7 @@ class DetectorPlugin(WorkerPlugin):
 
             package = find_package(self.spec.model)
             self._detector = Detector.open(package, self.spec.backend, self.spec.precision)
-            log.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
+            logger.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
                      self._detector.backend, self._detector.precision)
         return self._detector
 

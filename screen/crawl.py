@@ -23,7 +23,7 @@ from pathlib import Path
 
 from screen.records import FileError, Stage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ def _walk(
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            log.debug("already crawled %s by another route", folder)
+            logger.debug("already crawled %s by another route", folder)
             continue
         seen_dirs.add(key)
         try:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from screen.engines.cache import Artifact, cache_root, list_built
+from screen.artifacts import Artifact, cache_root, list_built
 from screen.gpus import Gpu, find_gpus
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class BackendStatus:
     name: str
     available: bool
     reason: str
+    requires: tuple[str, ...] = ()  # what the backend needs installed, from its DEPENDENCIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +102,31 @@ def _onnxruntime() -> tuple[str, tuple[str, ...]]:
     return f"onnxruntime {ort.__version__}", tuple(ort.get_available_providers())
 
 
+def _requires(backend: str) -> tuple[str, ...]:
+    """What a backend says it needs installed (its ``DEPENDENCIES``); none for one that cannot
+    be imported, whose reason already says why."""
+    from screen.backends import plugin
+
+    try:
+        module = plugin(backend)
+    except ValueError:
+        return ()
+    return tuple(getattr(module, "DEPENDENCIES", {}).values())
+
+
 def doctor_report(model: str = "pancreas-phantom-v1", precision: str = "fp32",
                   cache: Path | None = None) -> DoctorReport:
     """Everything ``screen doctor`` shows, gathered without loading any network."""
     from screen.backends import availability, choose_backend
+    from screen.backends.tensorrt import tensorrt_version
     from screen.engines.quantize import modelopt_version
-    from screen.engines.tensorrt_build import tensorrt_version
     from screen.model.package import find_package
 
     gpus, gpu_reason = find_gpus()
     trt_version, trt_reason = tensorrt_version()
     ort_text, providers = _onnxruntime()
     root = cache_root(cache)
-    backends = tuple(BackendStatus(n, ok, why) for n, (ok, why) in availability().items())
+    backends = tuple(BackendStatus(n, ok, why, _requires(n)) for n, (ok, why) in availability().items())
     try:
         package = find_package(model)
     except ValueError as exc:
@@ -162,10 +175,10 @@ def render_doctor(report: DoctorReport, console=None) -> None:
     console.print(software)
 
     backends = Table(title="Backends", title_justify="left")
-    for column in ("backend", "available", "why"):
+    for column in ("backend", "available", "why", "requires"):
         backends.add_column(column)
     for b in report.backends:
-        backends.add_row(b.name, "yes" if b.available else "no", b.reason)
+        backends.add_row(b.name, "yes" if b.available else "no", b.reason, ", ".join(b.requires))
     console.print(backends)
 
     engines = Table(title=f"Engines in {report.cache}", title_justify="left")

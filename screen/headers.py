@@ -32,7 +32,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from screen import header_scan
 from screen.records import FileError, Instance, Stage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # pydicom warns (or raises) on malformed values; we judge values ourselves, field by field.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE

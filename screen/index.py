@@ -27,7 +27,7 @@ from screen.records import Decision, FileError, Instance, InventoryEntry, Series
 from screen.select import Rules, facts, load_rules
 from screen.series import assemble
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CONTENT_RULE = "content"  # the rule name for series the image content ruled out
 CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
@@ -209,13 +209,13 @@ def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
                     except Exception as exc:
                         if not _worker_died(exc):
                             raise
-                        log.warning("a worker reading headers died (%s: %s)", type(exc).__name__, exc)
+                        logger.warning("a worker reading headers died (%s: %s)", type(exc).__name__, exc)
                         lost.append(chunk)
                     else:
                         yield from outcomes
         yield from paths.take_errors()
         if lost:
-            log.warning("%d files were lost with a worker that died; reading them again, alone, "
+            logger.warning("%d files were lost with a worker that died; reading them again, alone, "
                         "to find which one it died of", sum(map(len, lost)))
         for chunk in lost:
             yield from readers.alone(chunk)

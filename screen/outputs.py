@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def refuse_inside_archives(roots: Sequence[Path], outputs: Mapping[str, Path | None]) -> None:
@@ -98,7 +98,7 @@ class OutputLock:
             os.close(fd)
         self.stale = Holder.parse(_read(fd))
         if self.stale is not None:
-            log.info("taking over the lock on %s left by %s, which is no longer running",
+            logger.info("taking over the lock on %s left by %s, which is no longer running",
                      self.path, self.stale)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_as_dict(Holder.me())).encode(), 0)

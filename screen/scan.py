@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from screen.dicomweb.store import StoreTarget
     from screen.model.package import ModelPackage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 NOT_DIAGNOSTIC = "not for diagnostic use"  # in a card's intended use: say so at every scan
 SERIES_PER_WORKER = 2  # series in flight per worker: enough to keep each busy, few in memory
@@ -445,7 +445,7 @@ def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
         try:
             future.result()
         except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the worklist
-            log.warning("could not draw review images: %s", exc)
+            logger.warning("could not draw review images: %s", exc)
 
 
 def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> dict[str, object]:
@@ -453,7 +453,7 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a lost task (KilledWorker) must still leave a row
-        log.info("series %s failed: %s", entry.series.key, exc)
+        logger.info("series %s failed: %s", entry.series.key, exc)
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KilledWorker):
             reason = ("the worker screening this series died, also with no other series on the "
@@ -536,7 +536,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
         analysis = analyse(volume, detector)
     except Exception as exc:  # noqa: BLE001 - the reason goes into the row, not a traceback
         reason = f"detector failed: {type(exc).__name__}: {exc}"
-        log.info("series %s: %s", series.key, reason)
+        logger.info("series %s: %s", series.key, reason)
         return private(worklist.row(series, producer, error=reason) | timing)
     timing["detect_seconds"] = time.perf_counter() - start
     detection = analysis.detection
@@ -579,11 +579,11 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
                                 model_name=card.name, model_version=card.version,
                                 lesion_probability=lesion_p, headers=headers)
             except ValueError as exc:  # no pancreas to outline: the SR goes alone
-                log.warning("no SEG for series %s: %s", series.key, exc)
+                logger.warning("no SEG for series %s: %s", series.key, exc)
             write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
                      analysis.detection.score, segmentation=seg, headers=headers)
     except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the row
-        log.warning("could not write review images or DICOM for %s: %s: %s", series.key,
+        logger.warning("could not write review images or DICOM for %s: %s: %s", series.key,
                     type(exc).__name__, exc)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from screen import geometry
 from screen.records import FileError, Geometry, Instance, Series, Stage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 UID_SOURCE = "SeriesInstanceUID"
 DERIVED_SOURCE = "derived from StudyInstanceUID, FrameOfReferenceUID, SeriesNumber, Modality"
@@ -119,7 +119,7 @@ def split_series(key: str, source: str, members: list[Instance],
                           "one volume is ambiguous",)
     if len(parts) == 1:
         return [make_series(key, parts[0], uid_source=source, assembly_warnings=notes)], left_out
-    log.info("series %s holds %d volumes; split by %s", key, len(parts), reason)
+    logger.info("series %s holds %d volumes; split by %s", key, len(parts), reason)
     return [
         make_series(f"{key}#{n}", part, uid_source=source, split_reason=f"split by {reason}",
                     assembly_warnings=notes)

@@ -24,7 +24,7 @@ from screen import paths, tables
 from screen.pseudonym import Pseudonymizer
 from screen.records import Detection, Series
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Extra columns beyond the required schema: the key that makes every row unique even when a
 # series UID was missing or split, and the package hash that decides what --resume may reuse.

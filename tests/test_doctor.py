@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from screen.backends.tensorrt import tensorrt_version
 from screen.doctor import doctor_report, render_doctor
-from screen.engines.tensorrt_build import tensorrt_version
 from screen.gpus import find_gpus
 
 
@@ -20,6 +20,8 @@ def test_doctor_reports_this_machine(tmp_path: Path) -> None:
     assert report.modelopt.startswith("nvidia-modelopt")
     assert report.engines == () and report.cache == tmp_path
     assert {b.name for b in report.backends} == {"tensorrt", "torch", "onnxruntime"}
+    requires = {b.name: b.requires for b in report.backends}
+    assert "tensorrt>=10.12" in requires["tensorrt"] and "onnxruntime>=1.18 (onnxruntime-gpu for CUDA)" in requires["onnxruntime"]
     assert report.scan_backend in ("tensorrt", "torch", "onnxruntime")
     assert report.scan_reason
 
@@ -31,4 +33,5 @@ def test_doctor_reports_this_machine(tmp_path: Path) -> None:
     if not report.tensorrt_available:
         assert "tensorrt is not installed" in text
     assert f"Engines: none built in {tmp_path}" in text
+    assert "tensorrt>=10.12, torch with CUDA, nvidia-ml-py" in text
     assert f"scan --backend auto ({report.model}): {report.scan_backend} on" in text

@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from screen.evaluate import TRUTH_COLUMNS, evaluate, plot_roc, read_truth, render_table
+from screen.evaluate import evaluate, plot_roc, render_table
 from screen.metrics import SizeBin, wilson_interval
 from screen.tables import WORKLIST_SCHEMA
+from screen.truth import TRUTH_COLUMNS, read_truth
 
 LOCATIONS = ("head", "body", "tail")
 DIAMETERS = (6.0, 15.0, 30.0)  # one per size stratum

@@ -6,7 +6,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+from screen.artifacts import PRECISIONS
+
+__all__ = ["PRECISIONS", "Runner", "check_input"]
 
 
 @runtime_checkable

@@ -73,7 +73,7 @@ def load(
     if model_path is None and precision == "fp32":
         model_path = package.onnx_path(network)
     elif model_path is None:
-        from screen.engines.cache import find_built
+        from screen.artifacts import find_built
 
         model_path = find_built(package, network, precision)
         if model_path is None:

@@ -1,8 +1,9 @@
 """TensorRT: strongly typed plans built by ``screen build-engine`` for this GPU model.
 
 Available only where tensorrt imports, NVML sees a GPU and a plan for that GPU was built.
-Automatic choice picks it only for a package with a plan on this GPU. A plan that no longer
-deserializes (a driver or TensorRT update) is rebuilt from the ONNX it was made from.
+Automatic choice picks it only for a package with a plan on this GPU. Running never builds:
+a plan that is missing, was made from another ONNX than the one it should run, or no longer
+deserializes (a driver or TensorRT update) is refused with the command that builds it.
 Buffers are torch CUDA tensors, so no other CUDA binding is needed.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from screen.artifacts import Artifact, file_sha256, find_artifacts, find_built, list_built
 from screen.backends.base import check_input
 
 if TYPE_CHECKING:
@@ -26,6 +28,17 @@ NAME = "tensorrt"
 DEPENDENCIES = {"tensorrt": "tensorrt>=10.12", "torch": "torch with CUDA", "pynvml": "nvidia-ml-py"}
 
 
+def tensorrt_version() -> tuple[str | None, str]:
+    """TensorRT's version, or None and why it cannot be used."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None, "tensorrt is not installed (pip install tensorrt, with an NVIDIA GPU and driver)"
+    except Exception as exc:  # a broken install raises anything from its native libraries
+        return None, f"tensorrt cannot be imported: {exc}"
+    return str(trt.__version__), f"tensorrt {trt.__version__}"
+
+
 def _gpus() -> tuple[tuple[Gpu, ...], str]:
     from screen.gpus import find_gpus
 
@@ -33,9 +46,6 @@ def _gpus() -> tuple[tuple[Gpu, ...], str]:
 
 
 def is_available() -> tuple[bool, str]:
-    from screen.engines.cache import list_built
-    from screen.engines.tensorrt_build import tensorrt_version
-
     version, why = tensorrt_version()
     if version is None:
         return False, why
@@ -51,9 +61,6 @@ def is_available() -> tuple[bool, str]:
 
 
 def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
-    from screen.engines.cache import find_artifacts
-    from screen.engines.tensorrt_build import tensorrt_version
-
     if package is None:
         return None, "no model package to look for plans of"
     version, _ = tensorrt_version()
@@ -101,7 +108,8 @@ class TrtRunner:
         return out.cpu().numpy()
 
 
-def _deserialize(path: Path):
+def deserialize(path: Path):
+    """The engine in the plan at ``path``; ValueError where this GPU and TensorRT cannot load it."""
     import tensorrt as trt
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -111,11 +119,37 @@ def _deserialize(path: Path):
     return engine
 
 
-def load(package: ModelPackage, network: str, precision: str = "fp32", device: str = "cuda:0") -> TrtRunner:
-    from screen.engines.build import ensure_plan
-    from screen.engines.cache import cache_root, find_artifacts, find_built
-    from screen.engines.tensorrt_build import tensorrt_version
+def _how_to_build(precision: str) -> str:
+    """The command that builds a plan of ``precision``; build-engine makes fp16 and int8 plans."""
+    if precision == "int8":
+        return "run `screen build-engine --int8 --calib ARCHIVE` on this machine"
+    if precision == "fp16":
+        return "run `screen build-engine --fp16` on this machine"
+    return "run `screen build-engine --fp16` on this machine and scan with --precision fp16"
 
+
+def find_plan(package: ModelPackage, network: str, precision: str, gpu: Gpu, version: str,
+              root: Path | str | None = None) -> Artifact:
+    """The registered plan of ``network`` at ``precision`` for ``gpu`` and TensorRT ``version``,
+    made from the ONNX it should run (the package's for fp32, else the newest converted one);
+    ValueError naming the command that builds it where there is none."""
+    name = f"{package.card.name}/{network}"
+    source = package.onnx_path(network) if precision == "fp32" else find_built(package, network, precision, root=root)
+    if source is None:
+        raise ValueError(f"no {precision} ONNX of {name}: {_how_to_build(precision)}")
+    plans = find_artifacts(package, network, precision, "plan", root=root, gpu=gpu, tensorrt_version=version)
+    if not plans:
+        raise ValueError(f"no TensorRT {version} {precision} plan of {name} for {gpu.name}: "
+                         f"{_how_to_build(precision)}")
+    sha = file_sha256(source)
+    current = [p for p in plans if p.key.onnx_sha256 == sha]
+    if not current:
+        raise ValueError(f"the TensorRT {precision} plan of {name} for {gpu.name} was built from another "
+                         f"ONNX than the current one: {_how_to_build(precision)}")
+    return current[0]
+
+
+def load(package: ModelPackage, network: str, precision: str = "fp32", device: str = "cuda:0") -> TrtRunner:
     card = package.network(network)
     if not device.startswith("cuda"):
         raise ValueError(f"tensorrt runs on 'cuda[:N]', not {device!r}")
@@ -127,18 +161,9 @@ def load(package: ModelPackage, network: str, precision: str = "fp32", device: s
     version, why = tensorrt_version()
     if version is None:
         raise ValueError(why)
-    # The plan is built from the ONNX of this precision: the package's own for fp32, else
-    # the converted one in the cache.
-    source = package.onnx_path(network) if precision == "fp32" else find_built(package, network, precision)
-    if source is None:
-        raise ValueError(f"no {precision} ONNX of {package.card.name}/{network}: run screen build-engine --{precision}")
-    found = find_artifacts(package, network, precision, "plan", gpu=gpu, tensorrt_version=version)
-    root = cache_root()
-    artifact = found[0] if found else ensure_plan(source, precision, network, package, gpu, root, version)
+    artifact = find_plan(package, network, precision, gpu, version)
     try:
-        engine = _deserialize(artifact.path)
+        engine = deserialize(artifact.path)
     except ValueError as exc:
-        logger.warning("%s; rebuilding it", exc)
-        artifact = ensure_plan(source, precision, network, package, gpu, root, version, rebuild=True)
-        engine = _deserialize(artifact.path)
+        raise ValueError(f"{exc} (a driver update?): {_how_to_build(precision)}") from None
     return TrtRunner(engine, card.input_name, card.output_name, card.shape_multiple, precision, device, artifact.path)

@@ -7,8 +7,9 @@ the volume's affine and nothing is lost. Resampling is separable: along each axi
 filter as wide as the step (plain linear interpolation when upsampling, an anti-aliasing
 average when downsampling), done as three small matrix products so it stays fast on a CPU.
 
-The same :func:`preprocess` serves inference and INT8 calibration, so both see identical
-inputs.
+Inference, training and INT8 calibration all cut a network's input with :func:`sample` on a
+grid from :func:`body_grid` or :func:`box_grid`, so all see identical inputs;
+:func:`preprocess` does the same from a volume alone, for calibration data without a detector.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 
 from screen import __version__
 from screen.detect.detector import Analysis
+from screen.detect.masks import Masks, volume_masks
 from screen.dicom_out import codes as c
 from screen.dicom_out.sources import (
     MANUFACTURER,
@@ -32,7 +33,6 @@ from screen.dicom_out.sources import (
     stable_uid,
 )
 from screen.records import Instance, Series, Volume
-from screen.review.masks import Masks, volume_masks
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from screen import __version__
 from screen.atomic import write_atomic
 from screen.dicom_out.codes import PRIVATE_SCHEME
+from screen.file_names import page_key
 from screen.records import Series
-from screen.review.pages import page_key
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from screen.dicomweb.address import Credentials, PacsAddress
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RETRIES = 5
 BACKOFF_SECONDS = 0.5  # urllib3 waits 0, 1, 2, 4, 8 s: a PACS restarting has ~15 s to return

@@ -21,7 +21,7 @@ from screen.atomic import write_bytes_atomic
 from screen.dicomweb.source import Study
 from screen.records import FileError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _STUDY_IN_URL = re.compile(r"/studies/([0-9.]+)")
 
@@ -51,7 +51,7 @@ class LastRun:
         todo = [s for s in studies
                 if s.uid not in self.swept or s.instances is None or
                 self.swept[s.uid] != s.instances]
-        log.info("since the last run: %d of %d studies are new or changed", len(todo),
+        logger.info("since the last run: %d of %d studies are new or changed", len(todo),
                  len(studies))
         return todo
 

@@ -16,7 +16,7 @@ from screen.dicomweb.address import PacsAddress
 from screen.headers import instance_from_dataset
 from screen.records import FileError, Instance, Stage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 

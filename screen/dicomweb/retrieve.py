@@ -29,7 +29,7 @@ from screen.volume.errors import VolumeError
 if TYPE_CHECKING:
     from screen.dicomweb.source import PacsSource
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 AS_STORED = (("application/dicom", "*"),)
 
@@ -69,12 +69,12 @@ class SeriesRetrieval:
                 # here, from the start.
                 if attempt == connection.retries or _retried_already(exc):
                     raise VolumeError(f"retrieval from the PACS failed: {describe(exc)}") from None
-                log.warning("retrieval of series %s cut off (%s); trying again",
+                logger.warning("retrieval of series %s cut off (%s); trying again",
                             self._series.key, type(exc).__name__)
                 time.sleep(min(BACKOFF_MAX_SECONDS, connection.backoff_seconds * 2 ** attempt))
             except Exception as exc:  # noqa: BLE001 - the series' row says why, with the status
                 raise VolumeError(f"retrieval from the PACS failed: {describe(exc)}") from None
-        log.debug("retrieved %d instances of series %s", len(datasets), self._series.key)
+        logger.debug("retrieved %d instances of series %s", len(datasets), self._series.key)
         if self._source.cache is not None:
             self._save(datasets)
         return datasets
@@ -109,7 +109,7 @@ class SeriesRetrieval:
         try:
             return {uid: dcmread(f) for uid, f in files.items()}
         except Exception as exc:  # noqa: BLE001 - a damaged cache is fetched again
-            log.warning("cache for series %s unreadable (%s); retrieving it again",
+            logger.warning("cache for series %s unreadable (%s); retrieving it again",
                         self._series.key, exc)
             return None
 

@@ -36,7 +36,7 @@ from screen.dicomweb.metadata import (
 )
 from screen.records import FileError, Instance, Series, Stage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^\d{8}$")
 PAGE = 500  # QIDO-RS results asked for at a time

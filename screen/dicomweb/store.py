@@ -23,7 +23,7 @@ from screen.dicomweb.address import DimseAddress, PacsAddress, is_pacs_address
 from screen.dicomweb.connection import BACKOFF_SECONDS, RETRIES, Connection, describe
 from screen.records import Series
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 OWN_AE_TITLE = "SCREEN"
 KINDS = ("seg", "sr")  # the SEG first: the SR lists it in its evidence
@@ -134,7 +134,7 @@ def store_flagged(rows: Iterable[dict[str, object]], series: dict[str, Series],
             except StoreFailed as exc:
                 error = str(exc)
         if error:
-            log.warning("series %s: results not stored: %s", key, error)
+            logger.warning("series %s: results not stored: %s", key, error)
         updated.append(dict(row) | {"stored": error is None, "store_error": error})
     failed = sum(1 for r in updated if not r["stored"])
     if failed:

@@ -11,7 +11,7 @@ from screen.records import FileError, Instance
 from screen.select import Rules, load_rules
 from screen.series import assemble
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def index_pacs(source: PacsSource, *, rules: Rules | None = None,
@@ -38,6 +38,6 @@ def index_pacs(source: PacsSource, *, rules: Rules | None = None,
     series, duplicates = assemble(instances)
     errors.extend(duplicates)
     entries = tuple(inventory_entry(s, rules) for s in series)
-    log.info("PACS %s: %d studies, %d instances, %d series", source.address, len(studies),
+    logger.info("PACS %s: %d studies, %d instances, %d series", source.address, len(studies),
              len(instances), len(series))
     return IndexResult(entries, tuple(errors), len(instances) + len(errors))

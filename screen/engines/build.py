@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from screen.engines import cache, calibration, gate, quantize, tensorrt_build
+from screen import artifacts as cache
+from screen.backends.tensorrt import deserialize, tensorrt_version
+from screen.engines import calibration, gate, quantize, tensorrt_build
 from screen.model.package import DEFAULT_PACKAGE, ModelPackage, find_package
 
 logger = logging.getLogger(__name__)
@@ -171,7 +173,7 @@ def _plans(artifacts: tuple[cache.Artifact, ...], package: ModelPackage, root: P
     """TensorRT plans for each distinct GPU model here, or why none were built."""
     from screen.gpus import find_gpus
 
-    version, why = tensorrt_build.tensorrt_version()
+    version, why = tensorrt_version()
     if version is None:
         return (), f"no TensorRT plans: {why}"
     gpus, why = find_gpus()
@@ -195,16 +197,20 @@ def plan_key(onnx_file: Path, precision: str, network_name: str, package: ModelP
 
 
 def ensure_plan(onnx_file: Path, precision: str, network: str, package: ModelPackage, gpu,
-                root: Path, version: str, *, rebuild: bool = False, forced: bool = False,
+                root: Path, version: str, *, forced: bool = False,
                 gate_report: Mapping[str, object] | None = None) -> cache.Artifact:
-    """The registered plan built from ``onnx_file`` on ``gpu``: reused when present, else built
-    (or rebuilt when ``rebuild``, e.g. after a plan failed to deserialize)."""
+    """The registered plan built from ``onnx_file`` on ``gpu``: reused when present and it still
+    deserializes here, else built (again, after a driver update say)."""
     key = plan_key(onnx_file, precision, network, package, gpu, version)
     path = cache.artifact_path(root, package.card.name, network, key)
-    if not rebuild:
-        for found in cache.list_built(root):
-            if found.path == path:
-                return found
+    for found in cache.list_built(root):
+        if found.path == path:
+            try:
+                deserialize(found.path)
+            except ValueError as exc:
+                logger.warning("%s; building it again", exc)
+                break
+            return found
     data = tensorrt_build.build_plan(
         onnx_file, path, package.network(network), gpu, Path(root) / tensorrt_build.TIMING_CACHE,
     )

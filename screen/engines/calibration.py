@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from screen.engines.cache import write_bytes_atomic
+from screen.atomic import write_bytes_atomic
 from screen.model.package import ModelPackage
 from screen.records import Volume
+from screen.truth import read_truth, truth_beside
 
 logger = logging.getLogger(__name__)
 
@@ -185,19 +186,10 @@ def stratified(candidates: Sequence[Candidate], n: int, seed: int = 0) -> list[C
     return chosen
 
 
-def truth_beside(archive: Path) -> Path | None:
-    """The truth CSV of an archive: in it, or beside it (how ``screen synth`` lays them out)."""
-    for candidate in (archive / "truth.csv", archive.parent / "truth.csv"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def archive_candidates(archive: Path) -> list[Candidate]:
     """The eligible series of ``archive`` (indexed from headers), with labels where known."""
     import statistics
 
-    from screen.evaluate import read_truth
     from screen.index import index
 
     archive = Path(archive)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +30,6 @@ from screen.records import Volume
 logger = logging.getLogger(__name__)
 
 MAX_AUROC_DROP = 0.02
-GATE_SEED = 90_000_000  # training draws its seeds from 1e6 * (seed + 1) onwards; keep clear
 DEFAULT_CASES = 12
 
 
@@ -170,13 +169,13 @@ def judge(report: GateReport, force: bool = False) -> GateReport:
     )
 
 
-def phantom_cases(n: int = DEFAULT_CASES, seed: int = GATE_SEED) -> Iterator[ValidationCase]:
+def phantom_cases(n: int = DEFAULT_CASES) -> Iterator[ValidationCase]:
     """Held-out phantoms (half with a lesion), rendered one at a time to keep memory low.
 
     Coarser pixels and a smaller matrix than the held-out set proper: the networks resample
     to their own grids anyway, and this keeps the gate to a couple of minutes on two cores.
     """
-    from screen.model.phantoms import HELD_OUT_SETTINGS, ScanSettings, draw_case
+    from screen.synth.cases import HELD_OUT_SETTINGS, ScanSettings, draw_case, gate_seeds
 
     if n < 2:
         raise ValueError(f"the accuracy gate needs at least 2 cases, got {n}")
@@ -186,11 +185,11 @@ def phantom_cases(n: int = DEFAULT_CASES, seed: int = GATE_SEED) -> Iterator[Val
         extra_noise_hu=HELD_OUT_SETTINGS.extra_noise_hu,
     )
     want = {True: n // 2, False: n - n // 2}
-    s = seed
-    while want[True] or want[False]:
+    for s in gate_seeds():
+        if not (want[True] or want[False]):
+            return
         # draw_case decides lesion or not by the first number its seed's generator draws;
         # peeking at it balances the classes without rendering phantoms that would be dropped.
-        s += 1
         lesion = bool(np.random.default_rng(s).random() < settings.lesion_fraction)
         if not want[lesion]:
             continue
@@ -202,7 +201,8 @@ def phantom_cases(n: int = DEFAULT_CASES, seed: int = GATE_SEED) -> Iterator[Val
 
 def archive_cases(archive: Path, limit: int | None = None) -> Iterator[ValidationCase]:
     """The labelled eligible series of an archive (its truth.csv in or beside it)."""
-    from screen.engines.calibration import archive_candidates, truth_beside
+    from screen.engines.calibration import archive_candidates
+    from screen.truth import truth_beside
     from screen.volume import VolumeError, load_volume
 
     archive = Path(archive)
@@ -218,8 +218,3 @@ def archive_cases(archive: Path, limit: int | None = None) -> Iterator[Validatio
             logger.warning("gate skips series %s: %s", c.uid, exc)
             continue
         yield ValidationCase(c.uid, volume, bool(c.label))
-
-
-def report_from_dict(data: Mapping[str, object]) -> GateReport:
-    fields = {k: data[k] for k in GateReport.__dataclass_fields__ if k in data}
-    return GateReport(**fields)  # type: ignore[arg-type]

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from screen.engines.cache import Shape, write_bytes_atomic
+from screen.artifacts import Shape
+from screen.atomic import write_bytes_atomic
 from screen.gpus import Gpu
 from screen.model.card import NetworkCard
 
@@ -25,17 +26,6 @@ TIMING_CACHE = "timing.cache"
 # 512 mm, and 800 mm of z covers a chest-abdomen-pelvis scan.
 BODY_MAX_MM: tuple[float, float, float] = (800.0, 512.0, 512.0)
 WORKSPACE_BYTES = 2 << 30
-
-
-def tensorrt_version() -> tuple[str | None, str]:
-    """TensorRT's version, or None and why it cannot be used."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return None, "tensorrt is not installed (pip install tensorrt, with an NVIDIA GPU and driver)"
-    except Exception as exc:  # a broken install raises anything from its native libraries
-        return None, f"tensorrt cannot be imported: {exc}"
-    return str(trt.__version__), f"tensorrt {trt.__version__}"
 
 
 @dataclass(frozen=True, slots=True)

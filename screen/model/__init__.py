@@ -1,4 +1,4 @@
-"""The detector's model: network, model cards and packages, training and calibration."""
+"""The package format below detection: network, model cards and packages, and their export."""
 
 from screen.model.card import CardError, ModelCard, NetworkCard
 from screen.model.package import ModelPackage, find_package

@@ -34,16 +34,17 @@ def _logit(p: float) -> float:
 def calibrate_package(model: str | Path, archives: Sequence[Path], truth: Path, out: Path, *,
                       target_sensitivity: float = 0.95, workers: int | None = None,
                       replicates: int = 1000, seed: int = 0, progress=None) -> NnunetCard:
-    from screen.evaluate import match_cases, read_truth, read_worklist
+    from screen.evaluate import match_cases, read_worklist
     from screen.metrics import auroc, bootstrap_ci
-    from screen.model.calibrate import fit_platt, threshold_for_sensitivity
     from screen.model.package import ModelPackage, find_package
     from screen.scan import ScanOptions, scan
+    from screen.training.calibrate import fit_platt, threshold_for_sensitivity
+    from screen.truth import read_truth
 
     package = find_package(model)
     if not isinstance(package.card, NnunetCard):
         raise ValueError(f"model {package.card.name!r} is not an imported model; the bundled "
-                         "model is recalibrated with python -m screen.model.recalibrate")
+                         "model is recalibrated with python -m screen.training.recalibrate")
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out} already exists; give a new folder for the calibrated copy")

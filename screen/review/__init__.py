@@ -1,8 +1,9 @@
 """Review report: slice stacks and key images with outlines, an offline HTML worklist, and
 the reviewers' decisions."""
 
-from screen.review.masks import Masks, lps_to_kji, volume_masks
-from screen.review.pages import page_key, page_path, write_index
+from screen.detect.masks import Masks, lps_to_kji, volume_masks
+from screen.file_names import page_key
+from screen.review.pages import page_path, write_index
 from screen.review.render import render_series
 from screen.review.viewer import ViewerLink
 

@@ -24,8 +24,8 @@ from PIL import Image
 from scipy import ndimage
 
 from screen.atomic import write_bytes_atomic
+from screen.detect.masks import Masks, lps_to_kji
 from screen.records import Detection, Volume
-from screen.review.masks import Masks, lps_to_kji
 
 logger = logging.getLogger(__name__)
 

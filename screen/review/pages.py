@@ -13,11 +13,9 @@ the series' rank and flag and the same facts as the index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from html import escape
@@ -26,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from screen.atomic import write_bytes_atomic
+from screen.file_names import page_key
 from screen.review import decisions, scripts
 from screen.review.images import LESION_RGB, PANCREAS_RGB
 from screen.review.stack import ALPHABET, Stack, load_stack, to_text
@@ -38,7 +37,6 @@ INDEX = "index.html"
 SERIES_DIR = "series"
 IMAGES_DIR = "images"
 KEY_COLUMN = "series_key"
-_SAFE_KEY = re.compile(r"[0-9A-Za-z][0-9A-Za-z.\-]{0,95}")
 DISPLAY_PX = 512  # the slice viewer's longer side on screen
 
 # Window presets (centre, width) in HU; pancreas 350/40 is the pancreatic-protocol window.
@@ -78,15 +76,6 @@ dd{margin:0}
 .readout{font-variant-numeric:tabular-nums;font-family:monospace}
 #decision textarea{width:32em;height:4em;display:block;margin:.3em 0}
 """
-
-
-def page_key(series_key: str) -> str:
-    """A file-name-safe key for a series' page and images (UIDs pass unchanged)."""
-    if not isinstance(series_key, str) or not series_key:
-        raise ValueError(f"a series key must be a non-empty string, got {series_key!r}")
-    if _SAFE_KEY.fullmatch(series_key):
-        return series_key
-    return "s-" + hashlib.sha256(series_key.encode()).hexdigest()[:24]
 
 
 def series_key_of(row: Mapping[str, object]) -> str:

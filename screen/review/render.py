@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from screen.detect.detector import Analysis
+from screen.detect.masks import volume_masks
 from screen.records import Series, Volume
 from screen.review.images import axial_image, coronal_image, key_point, save_png, thumbnail
-from screen.review.masks import volume_masks
 from screen.review.pages import KEY_COLUMN, image_paths, write_series_page
 from screen.review.stack import build_stack, save_stack
 

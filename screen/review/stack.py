@@ -32,9 +32,9 @@ from scipy import ndimage
 
 from screen.atomic import write_bytes_atomic
 from screen.detect.detector import Analysis
+from screen.detect.masks import LESION_CHANNEL, Masks
 from screen.detect.postprocess import location_along
 from screen.records import Volume
-from screen.review.masks import LESION_CHANNEL, Masks
 
 logger = logging.getLogger(__name__)
 

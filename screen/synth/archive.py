@@ -62,11 +62,10 @@ from screen.synth.dicom_writer import (
     write_series,
 )
 from screen.synth.phantom import ORGAN_LABELS, Phantom, Phase, render, render_region, sample_spec
+from screen.truth import TRUTH_FILE, TruthCase, write_truth
 
 logger = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ("series_instance_uid", "label", "lesion_x_mm", "lesion_y_mm", "lesion_z_mm",
-                 "lesion_diameter_mm", "lesion_location")
 MANIFEST_COLUMNS = ("series_instance_uid", "study_instance_uid", "folders", "kind",
                     "should_be_eligible", "n_files", "transfer_syntax", "series_number",
                     "series_description", "path")
@@ -113,21 +112,6 @@ class ManifestRow:
 
 
 @dataclass(frozen=True, slots=True)
-class TruthRow:
-    series_instance_uid: str
-    label: int
-    lesion_lps: tuple[float, float, float] | None
-    lesion_diameter_mm: float | None
-    lesion_location: str | None
-
-    def __post_init__(self) -> None:
-        if self.label not in (0, 1):
-            raise ValueError(f"label must be 0 or 1, got {self.label}")
-        if (self.label == 1) != (self.lesion_lps is not None):
-            raise ValueError("a positive needs a lesion centre and a negative must have none")
-
-
-@dataclass(frozen=True, slots=True)
 class ArchiveSummary:
     out: Path
     archive: Path
@@ -165,7 +149,7 @@ def write_archive(out: Path, cases: int, *, seed: int = 0, matrix: int = 256,
     positives = set(np.random.default_rng([seed, 1 << 20]).permutation(cases)[: cases // 2]
                     .tolist())
     manifest: list[ManifestRow] = []
-    truth: list[TruthRow] = []
+    truth: list[TruthCase] = []
     distractor_count = 0
     first_files: list[Path] = []
     first_hu: np.ndarray | None = None
@@ -181,11 +165,11 @@ def write_archive(out: Path, cases: int, *, seed: int = 0, matrix: int = 256,
         logger.debug("case %d: %d series", case, len(rows))
 
     manifest.extend(_write_junk(root, seed, first_files, first_hu))
-    _write_csv(out / "truth.csv", TRUTH_COLUMNS, [_truth_values(t) for t in truth])
+    write_truth(out / TRUTH_FILE, truth)
     _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, [_manifest_values(m) for m in manifest])
     series_rows = [m for m in manifest if m.kind != "junk"]
     summary = ArchiveSummary(
-        out=out, archive=root, truth_csv=out / "truth.csv", manifest_csv=out / "manifest.csv",
+        out=out, archive=root, truth_csv=out / TRUTH_FILE, manifest_csv=out / "manifest.csv",
         seed=seed, matrix=matrix, cases=cases, lesion_cases=len(positives),
         series=len(series_rows), files=sum(m.n_files for m in manifest),
         junk_files=len(manifest) - len(series_rows), seconds=time.perf_counter() - started,
@@ -305,7 +289,7 @@ class _CaseWriter:
 
     # ---- the case ---------------------------------------------------------------------------
 
-    def write(self, distractors: bool) -> tuple[list[ManifestRow], TruthRow, list[Path]]:
+    def write(self, distractors: bool) -> tuple[list[ManifestRow], TruthCase, list[Path]]:
         rng = self.rng
         spec = sample_spec(rng, lesion=self.lesion)
         thickness = float(rng.choice(_THICKNESSES, p=_THICKNESS_P))
@@ -483,12 +467,11 @@ def _abdomen_description(rng: np.random.Generator, phase: Phase, thickness: floa
     return str(rng.choice(options))
 
 
-def _truth(series_uid: str, phantom: Phantom, offset: np.ndarray) -> TruthRow:
+def _truth(series_uid: str, phantom: Phantom, offset: np.ndarray) -> TruthCase:
     if phantom.lesion_center_lps is None:
-        return TruthRow(series_uid, 0, None, None, None)
+        return TruthCase(series_uid, False)
     centre = tuple(float(v) for v in np.asarray(phantom.lesion_center_lps) + offset)
-    location = phantom.lesion_location.value if phantom.lesion_location else None
-    return TruthRow(series_uid, 1, centre, phantom.lesion_diameter_mm, location)  # type: ignore[arg-type]
+    return TruthCase(series_uid, True, centre, phantom.lesion_diameter_mm, phantom.lesion_location)  # type: ignore[arg-type]
 
 
 def _write_junk(root: Path, seed: int, first_files: list[Path],
@@ -505,14 +488,6 @@ def _write_junk(root: Path, seed: int, first_files: list[Path],
         made.append(junk.jpeg_file(root / "preview" / "IM00001.jpg", first_hu))
     return [ManifestRow("", "", (j.path.parent.relative_to(root).as_posix(),), "junk", False, 1,
                         "", None, j.what, j.path.relative_to(root).as_posix()) for j in made]
-
-
-def _truth_values(t: TruthRow) -> list[object]:
-    if t.lesion_lps is None:
-        return [t.series_instance_uid, t.label, "", "", "", "", ""]
-    x, y, z = t.lesion_lps
-    return [t.series_instance_uid, t.label, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}",
-            f"{t.lesion_diameter_mm:.2f}", t.lesion_location]
 
 
 def _manifest_values(m: ManifestRow) -> list[object]:

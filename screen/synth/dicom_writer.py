@@ -203,6 +203,18 @@ def _private_blocks(ds: Dataset, vendor: str, rng: np.random.Generator) -> None:
         ds.add_new(0x700510FE, "OB", rng.bytes(int(rng.integers(3_000, 8_000))))
 
 
+def _patient_and_descriptions(ds: Dataset, study: Study, plan: SeriesPlan) -> None:
+    """The patient, the study's and series' descriptions and the manufacturer, as every file
+    of a study carries them (pydicom writes tags in tag order, whatever order they are set in)."""
+    ds.Manufacturer = plan.manufacturer
+    ds.StudyDescription = study.study_description
+    ds.SeriesDescription = plan.series_description
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.PatientSex = study.patient_sex
+
+
 def base_dataset(study: Study, plan: SeriesPlan, rng: np.random.Generator) -> Dataset:
     """The tags every file of the series shares."""
     ds = Dataset()
@@ -213,16 +225,10 @@ def base_dataset(study: Study, plan: SeriesPlan, rng: np.random.Generator) -> Da
     ds.StudyTime = ds.SeriesTime = study.study_time
     ds.AccessionNumber = study.accession_number
     ds.Modality = plan.modality
-    ds.Manufacturer = plan.manufacturer
+    _patient_and_descriptions(ds, study, plan)
     ds.InstitutionName = study.institution
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = study.study_description
-    ds.SeriesDescription = plan.series_description
     ds.ManufacturerModelName = plan.model
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id
-    ds.PatientBirthDate = study.patient_birth_date
-    ds.PatientSex = study.patient_sex
     if plan.contrast_agent:
         ds.ContrastBolusAgent = plan.contrast_agent
     ds.BodyPartExamined = plan.body_part
@@ -373,13 +379,7 @@ def write_dose_sr(path: Path, study: Study, plan: SeriesPlan, *, seed: int,
     ds.StudyTime = ds.ContentTime = study.study_time
     ds.AccessionNumber = study.accession_number
     ds.Modality = "SR"
-    ds.Manufacturer = plan.manufacturer
-    ds.StudyDescription = study.study_description
-    ds.SeriesDescription = plan.series_description
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id
-    ds.PatientBirthDate = study.patient_birth_date
-    ds.PatientSex = study.patient_sex
+    _patient_and_descriptions(ds, study, plan)
     ds.StudyInstanceUID = study.study_instance_uid
     if plan.series_instance_uid is not None:
         ds.SeriesInstanceUID = plan.series_instance_uid

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from screen.records import Volume
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BODY_HU = -500.0  # skin and everything denser: the body outline
 AIR_HU = -400.0  # lung parenchyma and gas

@@ -32,7 +32,7 @@ from pydicom.uid import UID
 
 from screen.volume.errors import DamagedPixels, VolumeError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Air. Padding marks pixels outside the reconstructed field of view; they are outside the
 # patient, so they become air rather than the volume minimum (often -3024 "HU" of the

@@ -29,7 +29,7 @@ from screen.volume.decode import PADDING_HU, FrameDecoder, check_decodable, read
 from screen.volume.errors import DamagedPixels
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Damaged files left out of one series before it is judged unusable as a whole.
 MAX_DAMAGED_SLICES = 2
@@ -63,7 +63,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1,
             if len(left_out) >= MAX_DAMAGED_SLICES or len(remaining) < 2 or \
                     len(remaining) == len(series.instances):
                 raise
-            log.info("%s; leaving it out of series %s", exc, series.key)
+            logger.info("%s; leaving it out of series %s", exc, series.key)
             notes.append(f"{exc}: left out and treated as a missing slice")
             left_out.append(exc.path)
             series = replace(series, instances=remaining)
@@ -85,7 +85,7 @@ def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],
     uids = tuple(plan.sources[o.nearest].sop_instance_uid for o in plan.outputs)
     if turn.flip[2]:
         uids = uids[::-1]
-    log.debug("loaded series %s: %s voxels, turn %s", series.key, hu.shape, turn)
+    logger.debug("loaded series %s: %s voxels, turn %s", series.key, hu.shape, turn)
     return Volume(
         hu=hu,
         affine=orient.turned_affine(plan.affine, acquired, turn),

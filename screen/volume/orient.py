@@ -30,10 +30,6 @@ class Turn:
         if sorted(self.axis) != [0, 1, 2]:
             raise ValueError(f"axis must be a permutation of (0, 1, 2), got {self.axis}")
 
-    @property
-    def is_identity(self) -> bool:
-        return self.axis == (0, 1, 2) and not any(self.flip)
-
 
 def canonical_turn(affine: np.ndarray) -> Turn:
     """The permutation and flips that bring the affine's axes nearest to L, P, S."""

@@ -37,7 +37,7 @@ from screen import geometry
 from screen.records import Instance, Series
 from screen.volume.errors import VolumeError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # A gap this many times the median spacing or more holds at least one missing slice.
 MISSING_SLICE_RATIO = 1.5
@@ -83,10 +83,6 @@ class SlicePlan:
     def __post_init__(self) -> None:
         if not self.sources or not self.outputs:
             raise ValueError("a slice plan needs at least one source and one output slice")
-
-    @property
-    def sheared(self) -> bool:
-        return any(s.shift_px != (0.0, 0.0) for s in self.sources)
 
 
 def plan_slices(series: Series, *, max_gap_slices: int = 1) -> SlicePlan:

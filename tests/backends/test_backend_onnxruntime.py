@@ -19,7 +19,7 @@ def test_runs_at_two_shapes_and_gives_probabilities(package):
 
 
 def test_refuses_what_it_cannot_run(package, tmp_path, monkeypatch):
-    from screen.engines.cache import CACHE_ENV
+    from screen.artifacts import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # an empty engine cache: nothing converted
     runner = plugin.load(package, "segment", "fp32", "cpu")

@@ -8,8 +8,8 @@ import pytest
 
 from screen.detect import Detector, analyse, detect, preprocess
 from screen.metrics import localisation_hit
-from screen.model.phantoms import phantom_volume
 from screen.records import Location
+from screen.synth.cases import phantom_volume
 from screen.synth.phantom import Phase, render, sample_spec
 
 SHAPE = (80, 256, 256)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from screen.model.card import Calibration
+from screen.model.card import Calibration, Postprocess
 from screen.model.package import ModelPackage
 
 TINY_WIDTHS = (2, 4, 8, 16)
@@ -17,14 +17,15 @@ TINY_WIDTHS = (2, 4, 8, 16)
 
 def write_tiny_package(folder: Path, seed: int = 0) -> ModelPackage:
     """The shipped package's card with tiny, randomly initialised networks (real exports)."""
-    from screen.model import train
     from screen.model.export import export_onnx, save_weights
     from screen.model.network import UNet3D
+    from screen.training.card_writing import card_for
+    from screen.training.recipe import LOCATE, SEGMENT
 
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     networks = {}
-    for card in (train.LOCATE, train.SEGMENT):
+    for card in (LOCATE, SEGMENT):
         card = dataclasses.replace(card, widths=TINY_WIDTHS)
         net = UNet3D(card.widths).eval()
         with torch.no_grad():  # favour the pancreas class so the detector reaches the segmenter
@@ -33,8 +34,8 @@ def write_tiny_package(folder: Path, seed: int = 0) -> ModelPackage:
         save_weights(net, folder / card.torch)
         networks[card.name] = card
     card = dataclasses.replace(
-        train._card(Calibration(("lesion_logit", "lesion_log_mm3"), (1.0, 0.1), 0.0), 0.5,
-                    train.Postprocess(), {}, {}),
+        card_for(Calibration(("lesion_logit", "lesion_log_mm3"), (1.0, 0.1), 0.0), 0.5,
+                    Postprocess(), {}, {}),
         networks=networks,
     )
     (folder / "model.json").write_text(json.dumps(card.to_dict(), indent=2), encoding="utf-8")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from screen.engines import cache
-from screen.engines.cache import EngineKey
+from screen import artifacts as cache
+from screen.artifacts import EngineKey
 from screen.gpus import Gpu
 
 SHA_A = "a" * 64

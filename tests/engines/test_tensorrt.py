@@ -5,18 +5,19 @@ from __future__ import annotations
 import pytest
 
 from screen.backends import choose_backend, plugin
-from screen.engines.tensorrt_build import Profile, profile_for, tensorrt_version
+from screen.backends.tensorrt import tensorrt_version
+from screen.engines.tensorrt_build import Profile, profile_for
 from screen.gpus import find_gpus
-from screen.model import train
+from screen.training.recipe import LOCATE, SEGMENT
 
 
 def test_profile_shapes_follow_the_card() -> None:
-    segment = profile_for(train.SEGMENT)  # 1.5 mm; 48x96x96 mm at least, 144x192x240 at most
+    segment = profile_for(SEGMENT)  # 1.5 mm; 48x96x96 mm at least, 144x192x240 at most
     assert segment.min == (1, 1, 32, 64, 64)
     assert segment.max == (1, 1, 96, 128, 160)
-    assert all(s % train.SEGMENT.shape_multiple == 0 for s in segment.opt[2:])
+    assert all(s % SEGMENT.shape_multiple == 0 for s in segment.opt[2:])
     assert segment.covers(segment.opt) and not segment.covers((1, 1, 104, 64, 64))
-    locate = profile_for(train.LOCATE)  # whole body at 4 mm: up to a CT field of view
+    locate = profile_for(LOCATE)  # whole body at 4 mm: up to a CT field of view
     assert locate.min == (1, 1, 8, 8, 8) and locate.max == (1, 1, 200, 128, 128)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from screen.synth.archive import MANIFEST_COLUMNS, TRUTH_COLUMNS, write_archive
+from screen.synth.archive import MANIFEST_COLUMNS, write_archive
+from screen.truth import TRUTH_COLUMNS
 
 CASES = 4
 

@@ -51,15 +51,20 @@ HELD_OUT_SETTINGS = ScanSettings(
 # starts at 900,000,000 + 1,000 s, past every training seed this allows.
 _TRAINING_SETS, _HELD_OUT_SETS = 899, 100_000
 _TRAINING_ROOM, _HELD_OUT_ROOM = 500_000, 1000
+# The engine builder's accuracy gate draws its phantoms from the run of training set 89, which
+# is therefore refused for training.
+GATE_TRAINING_SET = 89
 
 
 def training_seeds(seed: int, cases: int) -> list[int]:
     """The phantoms training set ``seed`` learns from."""
+    _refuse_gate_set(seed)
     return _run(1_000_000 * (seed + 1), seed, _TRAINING_SETS, cases, _TRAINING_ROOM, "training")
 
 
 def validation_seeds(seed: int, cases: int) -> list[int]:
     """The phantoms training set ``seed`` is calibrated and judged on."""
+    _refuse_gate_set(seed)
     return _run(1_000_000 * (seed + 1) + _TRAINING_ROOM, seed, _TRAINING_SETS, cases, _TRAINING_ROOM,
                 "validation")
 
@@ -69,6 +74,18 @@ def held_out_seeds(seed: int, cases: int) -> list[int]:
     every training and validation seed."""
     return _run(900_000_000 + _HELD_OUT_ROOM * seed, seed, _HELD_OUT_SETS, cases, _HELD_OUT_ROOM,
                 "held-out")
+
+
+def gate_seeds() -> range:
+    """The seeds the engine gate draws its phantoms from, in order (it skips some to balance
+    lesion and no lesion): training set :data:`GATE_TRAINING_SET`'s run, after its first seed."""
+    start = 1_000_000 * (GATE_TRAINING_SET + 1)
+    return range(start + 1, start + _TRAINING_ROOM)
+
+
+def _refuse_gate_set(seed: int) -> None:
+    if seed == GATE_TRAINING_SET:
+        raise ValueError(f"training set {seed} is reserved: its seeds are the engine gate's phantoms")
 
 
 def _run(start: int, seed: int, sets: int, cases: int, room: int, kind: str) -> list[int]:

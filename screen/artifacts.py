@@ -1,4 +1,4 @@
-"""Where built engines live, and the keys that tell them apart.
+"""The artifact registry: where built engines live, and the keys that tell them apart.
 
 A built artifact (an FP16 or INT8 ONNX, a TensorRT plan) is only valid for exactly what it was
 made from, so its file name carries a digest of every ingredient: the source ONNX's hash, the
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screen.atomic import write_bytes_atomic
-from screen.backends.base import PRECISIONS
 
 if TYPE_CHECKING:
     from screen.gpus import Gpu
@@ -35,6 +34,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The precisions a backend may run a network in; the registry sits below the backends, so
+# they take this list from here.
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 CACHE_ENV = "SCREEN_ENGINE_CACHE"
 KINDS: tuple[str, ...] = ("onnx", "plan")
 _SHA256_HEX = frozenset("0123456789abcdef")

@@ -1,8 +1,8 @@
 """Refit a package's score calibration and threshold on the training validation phantoms.
 
-    python -m screen.model.recalibrate engines/pancreas-phantom-v1 --seed 0
+    python -m screen.training.recalibrate engines/pancreas-phantom-v1 --seed 0
 
-The same validation phantoms, features and fit as ``screen.model.train`` (seed ``--seed``), run
+The same validation phantoms, features and fit as ``screen.training.train`` (seed ``--seed``), run
 through the package's ONNX networks; the card's calibration, threshold and validation numbers
 are replaced. Use it when the detector's features or post-processing change and the weights
 do not.
@@ -24,10 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from screen.model.phantoms import validation_seeds
-    from screen.model.train import VALIDATION_CASES, calibrate_on_validation
+    from screen.synth.cases import validation_seeds
+    from screen.training.recipe import VALIDATION_CASES
+    from screen.training.validation import calibrate_on_validation
 
-    parser = argparse.ArgumentParser(prog="python -m screen.model.recalibrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m screen.training.recalibrate", description=__doc__.split("\n")[0])
     parser.add_argument("package")
     parser.add_argument("--seed", type=int, default=0, help="the training seed, which fixes the validation phantoms")
     parser.add_argument("--val-cases", type=int, default=VALIDATION_CASES)

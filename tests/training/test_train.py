@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from screen.detect.detector import Detector, analyse
-from screen.model import train
 from screen.model.package import ModelPackage
-from screen.model.phantoms import draw_case, validation_seeds
+from screen.synth.cases import TRAIN_SETTINGS, draw_case, validation_seeds
+from screen.training import train
+from screen.training.patches import Item, TrainingSet, in_order
 
 SEED = 4  # its first six validation phantoms hold lesions and lesion-free glands both
 
@@ -23,7 +24,7 @@ SEED = 4  # its first six validation phantoms hold lesions and lesion-free gland
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     out = tmp_path_factory.mktemp("train") / "toy"
-    labels = [np.random.default_rng(s).random() < train.TRAIN_SETTINGS.lesion_fraction
+    labels = [np.random.default_rng(s).random() < TRAIN_SETTINGS.lesion_fraction
               for s in validation_seeds(SEED, 6)]
     assert any(labels) and not all(labels), "the validation phantoms need both classes"
     train.train(out, seed=SEED, train_cases=3, val_cases=6, locate_steps=4, segment_steps=4,
@@ -34,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
 @pytest.mark.slow
 def test_training_writes_a_package_whose_card_says_how_it_was_made(trained):
     training = trained.card.training
-    assert training["command"].startswith("python -m screen.model.train --out ")
+    assert training["command"].startswith("python -m screen.training.train --out ")
     assert f"--seed {SEED}" in training["command"] and "--device" not in training["command"]
     for option in ("--train-cases 3", "--val-cases 6", "--locate-steps 4", "--segment-steps 4"):
         assert option in training["command"]  # so that it trains the same package again
@@ -107,14 +108,14 @@ def test_segment_widths_that_are_not_channel_counts_are_refused(capsys):
 def test_work_comes_back_in_seed_order_whatever_the_window():
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         for ahead in (1, 2, 5, 9):
-            assert list(train._in_order(pool, abs, [-3, 1, -2, 5, -4], ahead)) == [3, 1, 2, 5, 4]
+            assert list(in_order(pool, abs, [-3, 1, -2, 5, -4], ahead)) == [3, 1, 2, 5, 4]
 
 
-def _item(seed: int) -> train.Item:
+def _item(seed: int) -> Item:
     y = np.zeros((4, 4, 4), np.uint8)
     y[1:3, 1:3, 1:3] = 1
     y[2, 2, 2] = 2
-    return train.Item(np.empty(0, np.float32), np.empty(0, np.uint8), np.full(y.shape, seed, np.float32),
+    return Item(np.empty(0, np.float32), np.empty(0, np.uint8), np.full(y.shape, seed, np.float32),
                       y, np.zeros(1, np.float32), np.zeros(1, np.int8))
 
 
@@ -126,7 +127,7 @@ def test_training_phantoms_join_on_a_schedule_not_as_fast_as_they_render():
             taken.append(seed)
             yield _item(seed)
 
-    data = train._TrainingSet(source(), total=10, first=2, steps=100, pair=lambda i: (i.fine_x, i.fine_y))
+    data = TrainingSet(source(), total=10, first=2, steps=100, pair=lambda i: (i.fine_x, i.fine_y))
     data.arrive(0)
     assert len(data.items) == 2 and taken == [0, 1]
     data.arrive(40)  # half of the 80 % of the steps over which the other 8 join

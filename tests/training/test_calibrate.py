@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from screen.model.calibrate import fit_platt, threshold_for_sensitivity
 from screen.model.card import Calibration
+from screen.training.calibrate import fit_platt, threshold_for_sensitivity
 
 
 def test_platt_recovers_the_coefficients_it_was_drawn_from():

@@ -1,6 +1,6 @@
 """Measure a model package the way its card reports it, and write the numbers into the card.
 
-    python -m screen.model.evaluate_package engines/pancreas-phantom-v1 --cases 200 --seed 8 --seed 10
+    python -m screen.training.evaluate_package engines/pancreas-phantom-v1 --cases 200 --seed 8 --seed 10
 
 Held-out phantoms are drawn from other seeds and other scan settings than training (other
 slice spacings, finer pixels, a larger matrix, extra noise); each ``--seed`` adds a set of
@@ -38,14 +38,14 @@ from screen.metrics import (
     wilson_interval,
 )
 from screen.model.package import ModelPackage, find_package
-from screen.model.phantoms import (
+from screen.records import Volume
+from screen.synth.cases import (
     HELD_OUT_SETTINGS,
     draw_case,
     held_out_seeds,
     lesion_conspicuity,
     render_pool,
 )
-from screen.records import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def evaluate_real_ct(detector: Detector, data_root: Path) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m screen.model.evaluate_package", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m screen.training.evaluate_package", description=__doc__.split("\n")[0])
     parser.add_argument("package", help="package folder or name")
     parser.add_argument("--cases", type=int, default=200, help="phantoms per --seed")
     parser.add_argument("--seed", type=int, action="append",
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backend": detector.backend,
         "slice_mm": list(HELD_OUT_SETTINGS.slice_mm), "pixel_mm": list(HELD_OUT_SETTINGS.pixel_mm),
         "matrix": HELD_OUT_SETTINGS.matrix, "extra_noise_hu": list(HELD_OUT_SETTINGS.extra_noise_hu),
-        "command": f"python -m screen.model.evaluate_package {package.path.name} --cases {args.cases} "
+        "command": f"python -m screen.training.evaluate_package {package.path.name} --cases {args.cases} "
                    + " ".join(f"--seed {s}" for s in sets),
     }
     real = evaluate_real_ct(detector, args.data)

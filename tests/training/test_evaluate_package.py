@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from screen.model.evaluate_package import CaseResult, nifti_volume, summarise
-from screen.model.phantoms import ScanSettings, draw_case, lesion_conspicuity
+from screen.synth.cases import ScanSettings, draw_case, lesion_conspicuity
+from screen.training.evaluate_package import CaseResult, nifti_volume, summarise
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-ct" / "totalsegmentator"
 
@@ -70,7 +70,7 @@ def test_summary_reports_each_contrast_phase_apart():
 
 
 def test_training_validation_and_held_out_seeds_never_share_a_phantom():
-    from screen.model.phantoms import held_out_seeds, training_seeds, validation_seeds
+    from screen.synth.cases import held_out_seeds, training_seeds, validation_seeds
 
     sets = {
         "training 0": training_seeds(0, 499_999), "validation 0": validation_seeds(0, 499_999),
@@ -87,6 +87,25 @@ def test_training_validation_and_held_out_seeds_never_share_a_phantom():
         training_seeds(0, 500_000)
     with pytest.raises(ValueError, match="seed lies in 0 to 898"):
         validation_seeds(899, 1)
+
+
+def test_the_engine_gates_seeds_are_the_registrys_and_no_set_may_train_on_them():
+    from screen.synth.cases import (
+        GATE_TRAINING_SET,
+        gate_seeds,
+        held_out_seeds,
+        training_seeds,
+        validation_seeds,
+    )
+
+    gate = gate_seeds()
+    allowed = [s for s in range(GATE_TRAINING_SET - 1, GATE_TRAINING_SET + 2) if s != GATE_TRAINING_SET]
+    others = [*(training_seeds(s, 499_999) for s in allowed), *(validation_seeds(s, 499_999) for s in allowed),
+              held_out_seeds(0, 999), held_out_seeds(99_999, 999)]
+    assert all(seeds[-1] < gate.start or seeds[0] >= gate.stop for seeds in others)
+    for draw in (training_seeds, validation_seeds):
+        with pytest.raises(ValueError, match="training set 89 is reserved: its seeds are the engine gate's"):
+            draw(GATE_TRAINING_SET, 1)
 
 
 def test_summary_sets_apart_the_lesions_no_observer_could_see():
@@ -128,7 +147,7 @@ def test_conspicuity_tells_a_plain_lesion_from_one_like_the_gland():
     (["--cases", "1000"], "holds 0 to 999 phantoms"),
 ])
 def test_the_command_refuses_held_out_sets_it_cannot_draw_as_asked(words, why, capsys):
-    from screen.model.evaluate_package import main
+    from screen.training.evaluate_package import main
 
     with pytest.raises(SystemExit) as stop:
         main(["pancreas-phantom-v1", *words])
