@@ -97,8 +97,7 @@ def _pacs_source(archives: list[str], *, since: str | None, until: str | None,
                  cache: Path | None = None):
     """The PACS to sweep when ARCHIVES is one DICOMweb address, checked by asking it; None for
     files. A bad address, filter or credential fails here, in one line, before any work."""
-    from screen.dicomweb import Filters, PacsAddress, PacsSource, is_pacs_address, parse_auth
-    from screen.dicomweb.connection import Connection, PacsError
+    from screen.dicomweb.address import is_pacs_address
 
     if not any(is_pacs_address(a) for a in archives):
         if any(o is not None for o in (since, until, study_uids, accessions, auth, ca_bundle,
@@ -108,6 +107,9 @@ def _pacs_source(archives: list[str], *, since: str | None, until: str | None,
         return None
     if len(archives) != 1:
         raise fail("sweep one PACS at a time, and not together with folders")
+    from screen.dicomweb import Filters, PacsAddress, PacsSource, parse_auth
+    from screen.dicomweb.connection import Connection, PacsError
+
     try:
         filters = Filters(since=since or "", until=until or "", modality=modality.upper(),
                           study_uids=_lines(study_uids), accessions=_lines(accessions))
@@ -204,13 +206,16 @@ def index_command(
     try:
         refuse_inside_archives(_folders(archives), {"--out": out, "--errors": errors})
         loaded = load_rules(rules)
-        for path in (out, errors_path):  # before any work, not after it
-            check_writable(path)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         raise fail(str(exc)) from None
     pacs = _pacs_source(archives, since=since, until=until, modality=modality,
                         study_uids=study_uid, accessions=accession, auth=auth,
                         ca_bundle=ca_bundle, max_connections=max_connections)
+    try:
+        for path in (out, errors_path):  # before any work, not after it
+            check_writable(path)
+    except OSError as exc:
+        raise fail(str(exc)) from None
     roots = [] if pacs else [Path(a) for a in archives]
     with _file_progress() as progress:
         if pacs is not None:

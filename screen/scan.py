@@ -603,12 +603,8 @@ def check_detector() -> str | None:
     one line, or None."""
     import numpy as np
 
-    from screen.engines.tensorrt_build import profile_for
-
     try:
-        detector = worker_detector()
-        for name, runner in detector.runners.items():
-            shape = profile_for(detector.card.networks[name]).min
+        for name, runner, shape in worker_detector().probes():
             out = runner.run(np.zeros(shape, dtype=np.float32))
             if out.ndim != 5 or out.shape[2:] != shape[2:] or not np.isfinite(out).all():
                 return (f"network {name!r} gave output of shape {out.shape} (or not finite) "

@@ -22,24 +22,31 @@ SOURCE = Path(__file__).resolve().parents[1] / "screen"
 LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("records and geometry", (("screen", "screen.records", "screen.geometry", "screen.atomic",
                                "screen.memory", "screen.metrics", "screen.gpus",
-                               "screen.file_names"),)),
+                               "screen.file_names", "screen.paths", "screen.outputs"),)),
     ("I/O: crawl, headers, selection, volumes, tables, truth, synthetic archives", (
         ("screen.crawl", "screen.header_scan", "screen.headers", "screen.series", "screen.select",
          "screen.rules", "screen.index", "screen.pseudonym", "screen.volume", "screen.tables",
-         "screen.truth", "screen.synth"),)),
-    ("package format: model card, package, network", (("screen.model",),)),
+         "screen.truth", "screen.synth", "screen.dicomweb"),)),
+    ("package format: model card, package, network", (
+        ("screen.model", "screen.nnunet", "screen.nnunet.folder", "screen.nnunet.card",
+         "screen.nnunet.network", "screen.nnunet.importer"),)),
     ("artifact registry", (("screen.artifacts",),)),
     ("backends", (("screen.backends",),)),
-    ("detection", (("screen.detect",),)),
+    ("detection", (("screen.detect", "screen.nnunet.preprocess", "screen.nnunet.sliding",
+                     "screen.nnunet.predictor", "screen.nnunet.findings",
+                     "screen.nnunet.recipe"),)),
     ("what a sweep writes per series, each on its own", (
-        ("screen.worklist",), ("screen.review",), ("screen.dicom_out",),
+        ("screen.worklist", "screen.monitor.intake"), ("screen.review",),
+        ("screen.dicom_out", "screen.dicomweb.store"),
     )),
     ("sweep, and beside it training, evaluation and engine building", (
-        ("screen.scan", "screen.cluster"),
+        ("screen.scan", "screen.cluster", "screen.predict"),
         ("screen.training",),
-        ("screen.evaluate",),
+        ("screen.evaluate", "screen.evaluate_decisions", "screen.monitor"),
         ("screen.engines",),
     )),
+    ("a site's own calibration, over a sweep and its evaluation",
+     (("screen.nnunet.calibrate",),)),
     ("commands", (("screen.cli", "screen.__main__", "screen.doctor"),)),
 )
 

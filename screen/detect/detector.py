@@ -61,6 +61,12 @@ class Detector:
         }
         return cls(package.card, runners, package.sha256)
 
+    def probes(self) -> list[tuple[str, Runner, tuple[int, ...]]]:
+        """Each network with its runner and the smallest input it can be given, to try the
+        model once before a sweep."""
+        return [(name, self.runners[name], self.card.networks[name].smallest_input)
+                for name in self.card.networks]
+
     @property
     def backend(self) -> str:
         return self.runners[self.card.segment.name].name

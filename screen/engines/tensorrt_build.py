@@ -10,7 +10,6 @@ only when a plan is built or loaded.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +54,8 @@ def profile_for(network: NetworkCard) -> Profile:
     ``min_extent_mm`` and at most ``max_extent_mm`` (whole-body networks: a CT field of view)
     at the card's spacing, rounded up to the shape multiple."""
     m = network.shape_multiple
-    spacing = network.spacing_kji
-
-    def voxels(extent_mm: tuple[float, float, float]) -> tuple[int, int, int]:
-        return tuple(max(m, math.ceil(e / s / m) * m) for e, s in zip(extent_mm, spacing))  # type: ignore[return-value]
-
-    low = voxels(network.min_extent_mm)
-    high = voxels(network.max_extent_mm if network.max_extent_mm is not None else BODY_MAX_MM)
+    low = network.smallest_input[2:]
+    high = network.voxels(network.max_extent_mm if network.max_extent_mm is not None else BODY_MAX_MM)
     high = tuple(max(h, lo) for h, lo in zip(high, low))
     # Typical: halfway between, on the multiple; TensorRT tunes its kernels for this shape.
     opt = tuple(max(lo, min(hi, round((lo + hi) / 2 / m) * m)) for lo, hi in zip(low, high))

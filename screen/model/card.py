@@ -118,6 +118,17 @@ class NetworkCard:
             raise ValueError(f"network {self.name!r}: only a network that looks at the pancreas "
                              f"can window relative to the gland (the body network finds it)")
 
+    def voxels(self, extent_mm: tuple[float, float, float]) -> tuple[int, int, int]:
+        """The grid, in voxels on the shape multiple, that covers ``extent_mm`` at least."""
+        m = self.shape_multiple
+        return tuple(max(m, math.ceil(e / s / m) * m)  # type: ignore[return-value]
+                     for e, s in zip(extent_mm, self.spacing_kji))
+
+    @property
+    def smallest_input(self) -> tuple[int, int, int, int, int]:
+        """The smallest (1, 1, k, j, i) input the preprocessing can give this network."""
+        return (1, 1, *self.voxels(self.min_extent_mm))
+
     def normalise(self, hu: Any, gland_hu: float | None = None) -> Any:
         """HU (numpy array) to network input: clip to the window, map onto [-1, 1]. A window
         relative to the gland is moved by ``gland_hu``, which it then requires."""

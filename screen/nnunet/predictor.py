@@ -53,6 +53,13 @@ class NnunetModel:
             localiser = cls.open(inner, backend, precision, device, batch_size)
         return cls(package.card, tuple(runners), package.sha256, batch_size, localiser)
 
+    def probes(self) -> list[tuple[str, Runner, tuple[int, ...]]]:
+        """Each fold (the localiser's too) with its runner and one patch's shape, to try the
+        model once before a sweep."""
+        shape = (1, 1, *self.card.patch_size)
+        own = [(name, runner, shape) for name, runner in zip(self.card.networks, self.runners)]
+        return own + (self.localiser.probes() if self.localiser is not None else [])
+
     @property
     def backend(self) -> str:
         return self.runners[0].name
