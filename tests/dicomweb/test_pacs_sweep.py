@@ -94,19 +94,21 @@ def test_server_down_mid_sweep_is_waited_for(pacs) -> None:
     the sweep over the gap and nothing is lost."""
     expected = _decisions(index_pacs(pacs.source()).entries)
     restarted = threading.Event()
+    restart = threading.Timer(2.0, pacs.orthanc.start)
 
     def stop_then_restart(found: int, errors: int) -> None:
         if found and not restarted.is_set():
             restarted.set()
             pacs.orthanc.stop()
-            threading.Timer(2.0, pacs.orthanc.start).start()
+            restart.start()
 
     started = time.monotonic()
     result = index_pacs(pacs.source(), progress=Progress(on_files=stop_then_restart))
     assert restarted.is_set() and time.monotonic() - started >= 2.0
     assert not result.errors
     assert _decisions(result.entries) == expected
-    pacs.orthanc.get("/system")  # and it is back for the tests after this one
+    restart.join()  # start() returns once Orthanc answers: it is back for the tests after this
+    pacs.orthanc.get("/system")
 
 
 @pytest.fixture(scope="module")
