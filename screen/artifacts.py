@@ -53,14 +53,6 @@ def cache_root(out: Path | str | None = None) -> Path:
     return Path.home() / ".cache" / "screen" / "engines"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _is_sha256(text: str) -> bool:
     return len(text) == 64 and set(text) <= _SHA256_HEX
 

@@ -1,11 +1,13 @@
 """Writing files so that a reader never sees half of one, and a crash never leaves one.
 
 Every output of `screen` (tables, review pages, DICOM objects, built engines) is written
-whole to a temporary file beside its destination, flushed to disk and renamed over it.
+whole to a temporary file beside its destination, flushed to disk and renamed over it. The
+SHA-256 of a file, which records and keys what was read or written, is here too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -68,3 +70,12 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

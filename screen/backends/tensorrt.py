@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from screen.artifacts import Artifact, file_sha256, find_artifacts, find_built, list_built
+from screen.artifacts import Artifact, find_artifacts, find_built, list_built
+from screen.atomic import file_sha256
 from screen.backends.base import check_input
 
 if TYPE_CHECKING:

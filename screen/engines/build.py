@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from screen import artifacts as cache
+from screen.atomic import file_sha256
 from screen.backends.tensorrt import deserialize, tensorrt_version
 from screen.engines import calibration, gate, quantize, tensorrt_build
 from screen.model.package import DEFAULT_PACKAGE, ModelPackage, find_package
@@ -103,7 +104,7 @@ def build_engine(
         conversion = quantize.fp16_conversion() if precision == "fp16" else quantize.int8_conversion(method)
         conversions[name] = conversion
         keys[name] = cache.EngineKey(
-            onnx_sha256=cache.file_sha256(package.onnx_path(name)), precision=precision, kind="onnx",
+            onnx_sha256=file_sha256(package.onnx_path(name)), precision=precision, kind="onnx",
             calib_sha256=calib_set.sha256 if (calib_set and precision == "int8") else "",
             modelopt_version=quantize.modelopt_version(), modelopt_args=conversion.args,
         )
@@ -190,7 +191,7 @@ def _plans(artifacts: tuple[cache.Artifact, ...], package: ModelPackage, root: P
 def plan_key(onnx_file: Path, precision: str, network_name: str, package: ModelPackage, gpu, version: str) -> cache.EngineKey:
     profile = tensorrt_build.profile_for(package.network(network_name))
     return cache.EngineKey(
-        onnx_sha256=cache.file_sha256(onnx_file), precision=precision, kind="plan",
+        onnx_sha256=file_sha256(onnx_file), precision=precision, kind="plan",
         tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
         profile=profile.as_tuple(),
     )

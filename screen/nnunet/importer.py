@@ -7,7 +7,6 @@ loaded into the rebuilt network), and the package is assembled in a temporary fo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from screen.atomic import file_sha256
 from screen.model.card import CARD_FILE
 from screen.nnunet.card import UNCALIBRATED, NnunetCard, NnunetNetwork
 from screen.nnunet.folder import NnunetFolder, NnunetFolderError, read_folder
@@ -64,14 +64,6 @@ def _pick_label(folder: NnunetFolder, given: str | None, names: Sequence[str], w
         if any(n in label.lower() for n in names) and "duct" not in label.lower():
             return label
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_onnx(network, path: Path, patch: Sequence[int], input_name: str = "image",
@@ -146,7 +138,7 @@ def _write(source: Path, staging: Path, options: ImportOptions, recipe) -> Nnune
     name = options.name or re.sub(r"[^a-z0-9]+", "-", (folder.dataset_name or source.name).lower()).strip("-")
     networks = {
         f"fold_{fold}": NnunetNetwork(f"fold_{fold}", f"fold_{fold}.onnx", f"fold_{fold}.pt", fold,
-                                      _sha256(checkpoints[fold].path))
+                                      file_sha256(checkpoints[fold].path))
         for fold in folds
     }
     card = NnunetCard(
@@ -173,8 +165,8 @@ def _write(source: Path, staging: Path, options: ImportOptions, recipe) -> Nnune
                 "configuration": folder.configuration, "checkpoint": options.checkpoint,
                 "folds": list(folds),
                 "checkpoint_sha256": {f: networks[f"fold_{f}"].checkpoint_sha256 for f in folds},
-                "plans_sha256": _sha256(source / "plans.json"),
-                "dataset_json_sha256": _sha256(source / "dataset.json")},
+                "plans_sha256": file_sha256(source / "plans.json"),
+                "dataset_json_sha256": file_sha256(source / "dataset.json")},
     )
     staging.mkdir(parents=True, exist_ok=True)
     for fold, network in nets.items():

@@ -9,6 +9,7 @@ import pytest
 
 from screen import artifacts as cache
 from screen.artifacts import EngineKey
+from screen.atomic import file_sha256
 from screen.gpus import Gpu
 
 SHA_A = "a" * 64
@@ -71,7 +72,7 @@ def test_cache_root_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_registered_artifacts_are_found_by_package_precision_and_gpu(tmp_path: Path, tiny_package) -> None:
-    sha = cache.file_sha256(tiny_package.onnx_path("segment"))
+    sha = file_sha256(tiny_package.onnx_path("segment"))
     onnx_key = EngineKey(onnx_sha256=sha, precision="fp16", kind="onnx")
     assert cache.find_built(tiny_package, "segment", "fp16", root=tmp_path) is None
     art = cache.register(tmp_path, b"onnx bytes", onnx_key, tiny_package, "segment", gate={"passed": True})
@@ -92,7 +93,7 @@ def test_registered_artifacts_are_found_by_package_precision_and_gpu(tmp_path: P
 
 
 def test_an_artifact_without_metadata_is_not_registered(tmp_path: Path, tiny_package) -> None:
-    sha = cache.file_sha256(tiny_package.onnx_path("segment"))
+    sha = file_sha256(tiny_package.onnx_path("segment"))
     key = EngineKey(onnx_sha256=sha, precision="fp16", kind="onnx")
     art = cache.register(tmp_path, b"x", key, tiny_package, "segment")
     art.metadata_path.unlink()

@@ -8,6 +8,7 @@ import pytest
 
 from screen import artifacts
 from screen.artifacts import EngineKey
+from screen.atomic import file_sha256
 from screen.backends.tensorrt import find_plan
 from screen.gpus import Gpu
 
@@ -34,7 +35,7 @@ def test_a_missing_onnx_or_plan_is_refused_with_the_build_command(tmp_path: Path
     with pytest.raises(ValueError, match=r"fp32 plan .*scan with --precision fp16"):
         find_plan(tiny_package, "segment", "fp32", H100, "10.12.0", root=tmp_path)
 
-    plan = _register(tmp_path, tiny_package, "plan", artifacts.file_sha256(onnx.path), b"plan bytes")
+    plan = _register(tmp_path, tiny_package, "plan", file_sha256(onnx.path), b"plan bytes")
     assert find_plan(tiny_package, "segment", "fp16", H100, "10.12.0", root=tmp_path) == plan
     with pytest.raises(ValueError, match="no TensorRT 10.13.0 fp16 plan"):
         find_plan(tiny_package, "segment", "fp16", H100, "10.13.0", root=tmp_path)
