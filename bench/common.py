@@ -1,10 +1,12 @@
-"""What every benchmark shares: where results go, timing, and peak memory of a child process."""
+"""What every benchmark shares: where results go, timing, peak memory of a child process, and
+the synthetic archives they sweep."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -40,3 +42,19 @@ def save(name: str, numbers: dict[str, object]) -> Path:
     path.write_text(json.dumps({"machine": machine(), **numbers}, indent=2))
     print(json.dumps(numbers, indent=2))
     return path
+
+
+def cached_archive(name: str, cases: int, *, seed: int, matrix: int,
+                   then: Callable[[Path], None] | None = None, **options: object) -> Path:
+    """The archive folder of a synthetic archive written once under RESULTS and reused by
+    later runs; ``then`` finishes it (given the archive folder) before it counts as done."""
+    from screen.synth.archive import write_archive
+
+    root = RESULTS / name
+    if not (root / ".complete").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write_archive(root, cases, seed=seed, matrix=matrix, **options)
+        if then is not None:
+            then(root / "archive")
+        (root / ".complete").write_text("")
+    return root / "archive"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, save
+from bench.common import RESULTS, cached_archive, save
 from screen.detect.detector import Detector
 from screen.records import Volume
 from screen.scan import ScanOptions
@@ -118,7 +118,6 @@ def main() -> None:
         print("gpu bench: no CUDA device here; nothing to measure")
         return
     from screen.model.package import find_package
-    from screen.synth.archive import write_archive
 
     package = find_package("pancreas-phantom-v1")
     detectors = {
@@ -134,16 +133,13 @@ def main() -> None:
     numbers["latency"] = latency(detectors, list(volumes(6, args.matrix)))
     del detectors
 
-    root = RESULTS / f"gpu-archive-{args.cases}-{args.matrix}"
-    if not (root / ".complete").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        write_archive(root, args.cases, seed=5, matrix=args.matrix)
-        (root / ".complete").write_text("")
+    archive = cached_archive(f"gpu-archive-{args.cases}-{args.matrix}", args.cases, seed=5,
+                             matrix=args.matrix)
     workers = max(1, (os.cpu_count() or 2) - 2)
-    numbers["scan_cpu_only"] = sweep(root / "archive", RESULTS / "gpu-scan-cpu" / "worklist.parquet",
+    numbers["scan_cpu_only"] = sweep(archive, RESULTS / "gpu-scan-cpu" / "worklist.parquet",
                                      ScanOptions(backend="onnxruntime", workers=workers, gpus=0,
                                                  resume=False), gpu=False)
-    numbers["scan_with_gpu"] = sweep(root / "archive", RESULTS / "gpu-scan" / "worklist.parquet",
+    numbers["scan_with_gpu"] = sweep(archive, RESULTS / "gpu-scan" / "worklist.parquet",
                                      ScanOptions(backend="torch", precision="fp16", workers=workers,
                                                  gpus=1, resume=False), gpu=True)
     save("gpu", numbers)

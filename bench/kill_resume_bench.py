@@ -25,20 +25,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bench.common import RESULTS, save
+from bench.common import RESULTS, cached_archive, save
 
 WORKERS = "2"
 
 
 def archive(cases: int, matrix: int) -> Path:
-    from screen.synth.archive import write_archive
-
-    root = RESULTS / f"kill-archive-{cases}-{matrix}"
-    if not (root / ".complete").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        write_archive(root, cases, seed=7, matrix=matrix)
-        (root / ".complete").write_text("")
-    return root / "archive"
+    return cached_archive(f"kill-archive-{cases}-{matrix}", cases, seed=7, matrix=matrix)
 
 
 def _sweep(folder: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:

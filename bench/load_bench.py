@@ -23,7 +23,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from bench.common import RESULTS, child_output, save
+from bench.common import RESULTS, cached_archive, child_output, save
 from screen.records import Series
 
 NANNY_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "65536"}
@@ -52,16 +52,9 @@ print(time.perf_counter() - start, volume.hu.shape)
 
 
 def archive() -> Path:
-    from screen.synth.archive import write_archive
-
-    root = RESULTS / "load-archive"
-    if not (root / ".complete").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        # Seed 5's only case: 240 slices of 1.25 mm, explicit VR little endian, signed 16 bit.
-        write_archive(root, 1, seed=5, matrix=512, distractors=False)
-        _copy_as_new_series(root / "archive")
-        (root / ".complete").write_text("")
-    return root / "archive"
+    # Seed 5's only case: 240 slices of 1.25 mm, explicit VR little endian, signed 16 bit.
+    return cached_archive("load-archive", 1, seed=5, matrix=512, distractors=False,
+                          then=_copy_as_new_series)
 
 
 def _copy_as_new_series(root: Path) -> None:

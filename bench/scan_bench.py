@@ -13,19 +13,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-from bench.common import RESULTS, save
+from bench.common import RESULTS, cached_archive, save
 from screen.scan import ScanOptions, scan
 
 
 def archive(cases: int, matrix: int) -> Path:
-    from screen.synth.archive import write_archive
-
-    root = RESULTS / f"scan-archive-{cases}-{matrix}"
-    if not (root / ".complete").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        write_archive(root, cases, seed=3, matrix=matrix)
-        (root / ".complete").write_text("")
-    return root / "archive"
+    return cached_archive(f"scan-archive-{cases}-{matrix}", cases, seed=3, matrix=matrix)
 
 
 def run(root: Path, workers: int, threads: int | None = None) -> dict[str, object]:
