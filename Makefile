@@ -10,12 +10,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# nnU-Net support without its declared dependencies (they would replace the pinned torch);
-# the same list as the `nnunet` extra in pyproject.toml.
-NNUNET_PACKAGES := dynamic-network-architectures==0.4.4 'einops>=0.8' nnunetv2==2.8.1 \
-	acvl-utils==0.2.6 batchgenerators==0.25.5 'threadpoolctl>=3' 'blosc2>=3.3.2' \
-	'numexpr>=2.10' 'ndindex>=1.9' 'httpx>=0.27' 'pandas>=2' 'python-dateutil>=2.8' \
-	'scikit-image>=0.24' 'lazy-loader>=0.4' 'tifffile>=2024.1'
+# nnU-Net support without its declared dependencies (they would replace the pinned torch): the
+# `nnunet` extra of pyproject.toml, installed with --no-deps.
+NNUNET_PACKAGES = $(shell $(PY) -c 'import tomllib; print(" ".join(repr(p) for p in \
+	tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["nnunet"]))')
 
 install: $(PY)
 	$(PY) -m pip install --quiet -e '.[engines,test]'
