@@ -34,14 +34,23 @@ from screen.cluster import (
     has_gpu_workers,
     hide_in_cluster_logs,
     site_security,
-    worker_detector,
 )
 from screen.gpus import find_gpus
 from screen.memory import peak_rss_mib
 from screen.outputs import OutputLock, refuse_inside_archives
-from screen.pseudonym import Pseudonymizer, hide_in_logs, read_key_file
-from screen.records import InventoryEntry, Series, Volume
+from screen.pseudonym import hide_in_logs, read_key_file
+from screen.records import InventoryEntry, Series
 from screen.select import Rules, load_rules
+from screen.tasks import (
+    SeriesOutputs,
+    check_detector,
+    detect_series,
+    load_series,
+    review_series,
+    screen_series,
+    unknown_producer,
+    write_extras_again,
+)
 
 if TYPE_CHECKING:
     from screen.dicomweb import PacsSource
@@ -79,20 +88,6 @@ class ScanOptions:
     pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
     store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
     since_last_run: bool = False  # PACS: only studies new or changed since the last sweep
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesOutputs:
-    """What a worker writes for a series besides its row; travels with every task."""
-
-    threshold: float
-    review_dir: Path | None = None
-    dicom_out: Path | None = None
-    pseudonym_key: bytes | None = None
-    pacs: PacsSource | None = None  # where the pixels come from; None: the files
-
-    def pseudonymizer(self) -> Pseudonymizer | None:
-        return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
 
 
 @dataclass
@@ -458,173 +453,9 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
         if isinstance(exc, KilledWorker):
             reason = ("the worker screening this series died, also with no other series on the "
                       "cluster (out of memory?): " + reason)
-        row = worklist.row(entry.series, _unknown_producer(), error=reason)
+        row = worklist.row(entry.series, unknown_producer(), error=reason)
         pseudonymizer = outputs.pseudonymizer()
         if pseudonymizer is None:
             return row
         indexing.observe_identity(pseudonymizer, entry.series)
         return pseudonymizer.pseudonymize_row(row)
-
-
-def _unknown_producer() -> worklist.Producer:
-    return worklist.Producer("", "", "", "", "")
-
-
-# ---------------------------------------------------------------------------------------------
-# Tasks: run on the workers, never raise for a bad series (its reason goes into the row).
-
-
-@dataclass(frozen=True, slots=True)
-class NotAbdominal:
-    """The tags did not name the abdomen and the pixels do not show one."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What loading a series gave: its volume, or why there is none, and how long it took."""
-
-    outcome: Volume | NotAbdominal | str
-    seconds: float
-
-
-def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -> Loaded:
-    """The series' volume, why its content rules it out, or why it could not be loaded."""
-    from screen.volume import VolumeError, load_volume, looks_abdominal
-    from screen.volume.decode import read_dataset
-
-    start = time.perf_counter()
-    try:
-        volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
-    except VolumeError as exc:
-        return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 - a strange file costs its series, not a traceback
-        return Loaded(f"could not be loaded: {type(exc).__name__}: {' '.join(str(exc).split())}",
-                      time.perf_counter() - start)
-    if confirm:
-        abdominal, why = looks_abdominal(volume)
-        if not abdominal:
-            reason = f"no tag names the abdomen and the image does not show one: {why}"
-            return Loaded(NotAbdominal(reason), time.perf_counter() - start)
-    return Loaded(volume, time.perf_counter() - start)
-
-
-def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dict[str, object]:
-    """The series' worklist row; for a flagged series also its review images and DICOM."""
-    from screen.detect.detector import analyse
-
-    detector = worker_detector()
-    producer = worklist.Producer(detector.card.name, detector.card.version,
-                                 detector.package_sha256, detector.backend, detector.precision)
-    pseudonymizer = outputs.pseudonymizer()
-    if pseudonymizer is not None:
-        indexing.observe_identity(pseudonymizer, series)
-
-    def private(row: dict[str, object]) -> dict[str, object]:
-        return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
-
-    volume = loaded.outcome
-    timing: dict[str, object] = {"load_seconds": loaded.seconds}
-    if isinstance(volume, str):
-        return private(worklist.row(series, producer, error=volume) | timing)
-    if isinstance(volume, NotAbdominal):
-        return private(worklist.row(series, producer, error=volume.reason,
-                                    status=worklist.REJECTED) | timing)
-    start = time.perf_counter()
-    try:
-        analysis = analyse(volume, detector)
-    except Exception as exc:  # noqa: BLE001 - the reason goes into the row, not a traceback
-        reason = f"detector failed: {type(exc).__name__}: {exc}"
-        logger.info("series %s: %s", series.key, reason)
-        return private(worklist.row(series, producer, error=reason) | timing)
-    timing["detect_seconds"] = time.perf_counter() - start
-    detection = analysis.detection
-    key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
-    by_path = {i.path: i.sop_instance_uid for i in series.instances}
-    warnings = [pseudonymizer.pseudonymize_text(w) or "" for w in volume.warnings] \
-        if pseudonymizer else list(volume.warnings)
-    from screen.monitor.intake import measure_intake
-
-    row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
-                               warnings=warnings,
-                               left_out=[by_path[p] for p in volume.left_out if p in by_path],
-                               intake=measure_intake(volume, analysis).as_row())
-                  | timing)
-    if worklist.is_flagged(detection.score, outputs.threshold):
-        _write_extras(series, volume, analysis, row, outputs)
-    return row
-
-
-def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, object],
-                  outputs: SeriesOutputs) -> None:
-    """Review images and DICOM objects; a failure here is logged, never loses the row (the
-    end of the sweep finds what is missing and tries again, see _fill_in_extras)."""
-    card = worker_detector().card
-    lesion_p = card.postprocess.lesion_probability
-    try:
-        if outputs.review_dir is not None:
-            from screen.review import render_series
-
-            render_series(outputs.review_dir, series, volume, analysis, row,
-                          lesion_probability=lesion_p)
-        if outputs.dicom_out is not None:
-            from screen.dicom_out import write_seg, write_sr
-
-            # These go back into the PACS, so they keep the real identifiers.
-            headers = outputs.pacs.headers(series) if outputs.pacs else None
-            seg = None
-            try:  # the SEG first, so that the SR can list it in its evidence
-                seg = write_seg(outputs.dicom_out, series, volume, analysis,
-                                model_name=card.name, model_version=card.version,
-                                lesion_probability=lesion_p, headers=headers)
-            except ValueError as exc:  # no pancreas to outline: the SR goes alone
-                logger.warning("no SEG for series %s: %s", series.key, exc)
-            write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
-                     analysis.detection.score, segmentation=seg, headers=headers)
-    except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the row
-        logger.warning("could not write review images or DICOM for %s: %s: %s", series.key,
-                    type(exc).__name__, exc)
-
-
-def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
-    """Review images and DICOM for a flagged series scored earlier, from its pixels again."""
-    from screen.detect.detector import analyse
-
-    loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        _write_extras(series, loaded.outcome, analyse(loaded.outcome, worker_detector()), row,
-                      outputs)
-
-
-def check_detector() -> str | None:
-    """On a worker: open its detector and run every network once on zeros of the smallest
-    input its card allows (what a TensorRT plan's profile starts at, too); why that failed, in
-    one line, or None."""
-    import numpy as np
-
-    try:
-        for name, runner, shape in worker_detector().probes():
-            out = runner.run(np.zeros(shape, dtype=np.float32))
-            if out.ndim != 5 or out.shape[2:] != shape[2:] or not np.isfinite(out).all():
-                return (f"network {name!r} gave output of shape {out.shape} (or not finite) "
-                        f"for an input of {shape}")
-    except Exception as exc:  # noqa: BLE001 - whatever breaks, the sweep must say it in a line
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    return None
-
-
-def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
-    """Key images for a series scored earlier (the top N that were not flagged)."""
-    from screen.detect.detector import analyse
-    from screen.review import render_series
-
-    loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        analysis = analyse(loaded.outcome, worker_detector())
-        render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
-                      lesion_probability=worker_detector().card.postprocess.lesion_probability)
-
-
-def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
-    return detect_series(series, load_series(series, confirm, outputs.pacs), outputs)

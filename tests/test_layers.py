@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
         ("screen.dicom_out", "screen.dicomweb.store"),
     )),
     ("sweep, and beside it training, evaluation and engine building", (
-        ("screen.scan", "screen.cluster", "screen.predict"),
+        ("screen.scan", "screen.tasks", "screen.cluster", "screen.predict"),
         ("screen.training",),
         ("screen.evaluate", "screen.evaluate_decisions", "screen.monitor"),
         ("screen.engines",),
