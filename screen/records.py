@@ -250,6 +250,13 @@ class Volume:
         ijk = np.asarray(kji, dtype=np.float64)[..., ::-1]
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
 
+    def from_lps(self, lps: np.ndarray | Vector3) -> np.ndarray:
+        """LPS millimetres, shape (..., 3), to (fractional) voxel coordinates (k, j, i): the
+        inverse of :meth:`to_lps`."""
+        inverse = np.linalg.inv(self.affine)
+        ijk = np.asarray(lps, dtype=np.float64) @ inverse[:3, :3].T + inverse[:3, 3]
+        return ijk[..., ::-1]
+
 
 # Voxels checked at a time while packing: a MiB of scratch, whatever the volume's size.
 _PACK_BLOCK = 1 << 18
