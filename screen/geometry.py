@@ -200,9 +200,9 @@ def shear_tilt_deg(sorted_positions: np.ndarray, orientation: Orientation) -> fl
     return math.degrees(math.atan2(float(travel @ col), abs(along)))
 
 
-def unit_axes(affine_: np.ndarray) -> np.ndarray:
+def unit_axes(matrix: np.ndarray) -> np.ndarray:
     """The voxel axes (i, j, k) of a voxel-to-LPS affine as unit vectors, as columns."""
-    return affine_[:3, :3] / np.linalg.norm(affine_[:3, :3], axis=0)
+    return matrix[:3, :3] / np.linalg.norm(matrix[:3, :3], axis=0)
 
 
 def affine(

@@ -104,6 +104,20 @@ def test_frames_of_a_multiframe_file_are_put_in_slice_order(corpus: Path) -> Non
     assert plan.sources[0].distance_mm < plan.sources[1].distance_mm
 
 
+def test_a_geometry_measured_on_other_slices_is_refused(corpus: Path) -> None:
+    from screen.headers import read_instance
+
+    path = corpus / "pydicom-data/data_store/data/eCT_Supplemental.dcm"
+    series = make_series("ect", [read_instance(str(path))])
+    unordered = replace(series, geometry=replace(series.geometry, slice_order=()))
+    with pytest.raises(ValueError, match="its geometry was not measured on these slices"):
+        plan_slices(unordered)
+    [axial] = assemble(_slices([0.0, 2.0, 4.0]))[0]
+    unmeasured = replace(axial.geometry, shear_deg=None)
+    with pytest.raises(ValueError, match="its geometry was not measured on these slices"):
+        plan_slices(replace(axial, geometry=unmeasured))
+
+
 def test_frames_name_the_file_whose_positions_are_missing() -> None:
     [instance] = _slices([0.0])
     broken = replace(instance, number_of_frames=3, frame_positions=((0.0, 0.0, 0.0),))

@@ -100,6 +100,9 @@ def plan_slices(series: Series, *, max_gap_slices: int = 1) -> SlicePlan:
     if g.slice_order:
         order = list(g.slice_order)
         entries, positions, distances = [entries[i] for i in order], positions[order], distances[order]
+    if (len(entries) > 1 and g.shear_deg is None) or np.any(np.diff(distances) < 0):
+        raise ValueError(f"series {series.key!r}: its geometry was not measured on these "
+                         "slices (a series of other instances must be assembled again)")
     if g.first_repeat is not None:
         at = g.first_repeat
         raise VolumeError(
