@@ -111,7 +111,13 @@ class Instance:
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
-    """Checks of how a series' slices sit in space, in the spirit of idc-index."""
+    """How a series' slices sit in space, measured once when the series is assembled
+    (``screen.geometry.measure``): the checks the inventory shows, in the spirit of
+    idc-index, and the slice order, repeats and tilt the loader follows.
+
+    It describes the instances it was measured on: a series of other instances is assembled
+    again (``screen.series.make_series``), never given another's geometry.
+    """
 
     single_orientation: bool
     orientation: str  # axial, coronal, sagittal, oblique or unknown
@@ -125,6 +131,17 @@ class Geometry:
     consistent_image_size: bool
     gantry_tilt_deg: float | None  # from the tag or, failing that, the shear of positions
     z_coverage_mm: float | None  # extent along the slice normal, first to last centre
+    # The slices (each file's frames in turn, files as listed) in order along the normal;
+    # empty when they are listed in that order already, as assembly lists single-frame files.
+    slice_order: tuple[int, ...] = ()
+    # The first slice, in slice order, at the same position as the next; None when none is.
+    first_repeat: int | None = None
+    # The angle the positions' shear makes with the normal, towards the column direction,
+    # whatever the tag says; None for fewer than two slices or unknown positions.
+    shear_deg: float | None = None
+    # Whether the slices drift in their plane by a visible fraction of a pixel as they step
+    # along the normal: the loader then shifts each onto a straight stack.
+    sheared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +249,13 @@ class Volume:
         """Voxel coordinates (k, j, i), shape (..., 3), to LPS millimetres."""
         ijk = np.asarray(kji, dtype=np.float64)[..., ::-1]
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def from_lps(self, lps: np.ndarray | Vector3) -> np.ndarray:
+        """LPS millimetres, shape (..., 3), to (fractional) voxel coordinates (k, j, i): the
+        inverse of :meth:`to_lps`."""
+        inverse = np.linalg.inv(self.affine)
+        ijk = np.asarray(lps, dtype=np.float64) @ inverse[:3, :3].T + inverse[:3, 3]
+        return ijk[..., ::-1]
 
 
 # Voxels checked at a time while packing: a MiB of scratch, whatever the volume's size.

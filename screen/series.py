@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-
-import numpy as np
+from collections.abc import Callable, Collection, Iterable
 
 from screen import geometry
-from screen.records import FileError, Geometry, Instance, Series, Stage
+from screen.records import FileError, Instance, Series, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -235,11 +233,20 @@ def make_series(key: str, members: list[Instance], *, uid_source: str = UID_SOUR
     return Series(
         key=key,
         instances=tuple(ordered),
-        geometry=measure(ordered),
+        geometry=geometry.measure(ordered),
         uid_source=uid_source,
         split_reason=split_reason,
         assembly_warnings=assembly_warnings,
     )
+
+
+def without(series: Series, paths: Collection[str]) -> Series:
+    """``series`` with the files at ``paths`` left out, its geometry measured again on the
+    slices that remain (a gap where one was, say)."""
+    kept = [i for i in series.instances if i.path not in paths]
+    return make_series(series.key, kept, uid_source=series.uid_source,
+                       split_reason=series.split_reason,
+                       assembly_warnings=series.assembly_warnings)
 
 
 def sort_instances(members: list[Instance]) -> list[Instance]:
@@ -249,58 +256,3 @@ def sort_instances(members: list[Instance]) -> list[Instance]:
         order = geometry.slice_order([m.image_position for m in members], orientation)
         return [members[i] for i in order]
     return sorted(members, key=lambda m: (m.instance_number is None, m.instance_number or 0, m.path))
-
-
-def _slice_positions(members: list[Instance]) -> list[tuple[float, float, float]] | None:
-    """Every slice's position, a multi-frame file giving one per frame; None if any is unknown."""
-    positions: list[tuple[float, float, float]] = []
-    for m in members:
-        if m.frame_positions:
-            positions.extend(m.frame_positions)
-        elif m.number_of_frames == 1 and m.image_position is not None:
-            positions.append(m.image_position)
-        else:
-            return None
-    return positions
-
-
-def measure(members: list[Instance]) -> Geometry:
-    """Geometry checks for sorted instances; unknowns are None rather than guesses."""
-    orientations = [m.image_orientation for m in members if m.image_orientation]
-    single = bool(orientations) and len(orientations) == len(members) and all(
-        geometry.same_orientation(orientations[0], o) for o in orientations
-    )
-    spacings = {m.pixel_spacing for m in members}
-    sizes = {(m.rows, m.columns) for m in members}
-    plane_name, obliquity = geometry.plane(orientations[0]) if orientations else ("unknown", None)
-    positions = _slice_positions(members) if single else None
-    unique = uniform = False
-    step = min_gap = max_gap = coverage = None
-    tilt = next((m.gantry_tilt for m in members if m.gantry_tilt), None)
-    if positions is not None and len(positions) >= 1:
-        distances = np.sort(geometry.along_normal(positions, orientations[0]))
-        steps = geometry.gaps(distances)
-        unique = bool(np.all(steps > geometry.POSITION_TOLERANCE_MM))
-        uniform = unique and geometry.is_uniform(steps)
-        if steps.size:
-            step, min_gap, max_gap = (float(np.median(steps)), float(steps.min()),
-                                      float(steps.max()))
-        coverage = float(distances[-1] - distances[0])
-        if tilt is None and len(positions) > 1:
-            order = geometry.slice_order(positions, orientations[0])
-            sheared = geometry.shear_tilt_deg(np.asarray(positions)[order], orientations[0])
-            tilt = sheared if abs(sheared) > 0.1 else 0.0
-    return Geometry(
-        single_orientation=single,
-        orientation=plane_name,
-        obliquity_deg=obliquity,
-        unique_positions=unique,
-        uniform_spacing=uniform,
-        slice_spacing_mm=step,
-        min_gap_mm=min_gap,
-        max_gap_mm=max_gap,
-        consistent_pixel_spacing=len(spacings) == 1 and None not in spacings,
-        consistent_image_size=len(sizes) == 1 and (None, None) not in sizes,
-        gantry_tilt_deg=tilt,
-        z_coverage_mm=coverage,
-    )

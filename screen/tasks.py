@@ -127,13 +127,11 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
     """Review images and DICOM objects; a failure here is logged, never loses the row (the
     end of the sweep finds what is missing and tries again, see _fill_in_extras)."""
     card = worker_detector().card
-    lesion_p = card.postprocess.lesion_probability
     try:
         if outputs.review_dir is not None:
             from screen.review import render_series
 
-            render_series(outputs.review_dir, series, volume, analysis, row,
-                          lesion_probability=lesion_p)
+            render_series(outputs.review_dir, series, volume, analysis, row)
         if outputs.dicom_out is not None:
             from screen.dicom_out import write_seg, write_sr
 
@@ -143,7 +141,7 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
             try:  # the SEG first, so that the SR can list it in its evidence
                 seg = write_seg(outputs.dicom_out, series, volume, analysis,
                                 model_name=card.name, model_version=card.version,
-                                lesion_probability=lesion_p, headers=headers)
+                                headers=headers)
             except ValueError as exc:  # no pancreas to outline: the SR goes alone
                 logger.warning("no SEG for series %s: %s", series.key, exc)
             write_sr(outputs.dicom_out, series, analysis.detection, card.name, card.version,
@@ -188,8 +186,7 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
     loaded = load_series(series, confirm=False, pacs=outputs.pacs)
     if isinstance(loaded.outcome, Volume):
         analysis = analyse(loaded.outcome, worker_detector())
-        render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
-                      lesion_probability=worker_detector().card.postprocess.lesion_probability)
+        render_series(outputs.review_dir, series, loaded.outcome, analysis, row)
 
 
 def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:

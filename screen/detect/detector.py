@@ -78,7 +78,8 @@ class Detector:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Analysis:
-    """A Detection and what it was made from, for evaluation and review images."""
+    """A Detection and what it was made from, for evaluation, review images and the DICOM
+    Segmentation: these take the lesion from here, as found, rather than search for it again."""
 
     detection: Detection
     features: Mapping[str, float]
@@ -88,6 +89,20 @@ class Analysis:
     pancreas_mask: np.ndarray | None  # bool on segment_grid
     gland_hu: float | None = None  # the gland's HU the segmenter's window was placed from
     seconds: Mapping[str, float] = field(default_factory=dict)  # preprocess, inference, postprocess
+    # The reported lesion's voxels (n, 3) as (k, j, i) on segment_grid: the region its centre,
+    # size and location were measured on; None without a lesion.
+    lesion: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.lesion is None:
+            return
+        if not isinstance(self.lesion, np.ndarray) or self.lesion.ndim != 2 \
+                or self.lesion.shape[1] != 3 or len(self.lesion) == 0:
+            raise ValueError(f"lesion must be (n, 3) voxel indices, got "
+                             f"{getattr(self.lesion, 'shape', self.lesion)!r}")
+        if self.segment_grid is None or self.detection.lesion_center_lps is None:
+            raise ValueError("a lesion region needs the grid it lies on and a Detection that "
+                             "reports it")
 
 
 def features_of(lesion_peak: float, lesion_cube_peak: float, lesion_mm3: float) -> dict[str, float]:
@@ -204,7 +219,8 @@ def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: n
         lesion_center_lps=centre_lps, lesion_diameter_mm=diameter,  # type: ignore[arg-type]
         lesion_location=location if isinstance(location, Location) else None, key_slice=key,
     )
-    return Analysis(detection, features, coarse, fine, prob, pancreas)
+    return Analysis(detection, features, coarse, fine, prob, pancreas,
+                    lesion=best.voxels if best is not None else None)
 
 
 def detect(volume: Volume, detector: Detector | ModelPackage) -> Detection:

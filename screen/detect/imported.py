@@ -33,4 +33,4 @@ def analyse_imported(volume: Volume, model: NnunetModel):
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(volume.hu.shape))
     seconds = {"inference": inference}
     return Analysis(detection, {"lesion_peak": detection.score}, grid, grid, three, pancreas,
-                    seconds=seconds)
+                    seconds=seconds, lesion=outcome.lesion)

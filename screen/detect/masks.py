@@ -14,13 +14,13 @@ import numpy as np
 from scipy import ndimage
 
 from screen.detect.detector import Analysis
-from screen.detect.postprocess import components
 from screen.detect.preprocess import to_volume_labels
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
 
 LESION_CHANNEL = 2
+LESION_PROBABILITY = 0.5  # more likely lesion than not, where an Analysis holds no region
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -40,22 +40,14 @@ class Masks:
                 f"pancreas {self.pancreas.shape} and lesion {self.lesion.shape} masks differ in shape")
 
 
-def lps_to_kji(volume: Volume, lps: tuple[float, float, float] | np.ndarray) -> np.ndarray:
-    """LPS millimetres to (fractional) volume voxel coordinates (k, j, i)."""
-    point = np.append(np.asarray(lps, dtype=np.float64), 1.0)
-    ijk = np.linalg.solve(volume.affine, point)[:3]
-    return ijk[::-1]
-
-
-def volume_masks(volume: Volume, analysis: Analysis, *, lesion_probability: float = 0.5) -> Masks:
+def volume_masks(volume: Volume, analysis: Analysis) -> Masks:
     """The pancreas (the whole gland, lesion included) and the reported lesion on ``volume``.
 
-    The lesion is the connected region of ``probabilities[2] > lesion_probability`` lying in
-    or against the gland whose centre is nearest the Detection's lesion centre: the one the
-    score, size and location describe, not every faint spot.
+    The lesion is the region the detector reported (``Analysis.lesion``): the one the score,
+    size and location describe, not every faint spot. An Analysis made without its region
+    (from truth labels, say) that still reports a lesion gets the voxels of its lesion map
+    above ``LESION_PROBABILITY`` in or against the gland.
     """
-    if not 0.0 < lesion_probability < 1.0:
-        raise ValueError(f"lesion_probability must lie strictly between 0 and 1, got {lesion_probability}")
     shape = volume.hu.shape
     empty = np.zeros(shape, dtype=bool)
     grid = analysis.segment_grid
@@ -63,20 +55,16 @@ def volume_masks(volume: Volume, analysis: Analysis, *, lesion_probability: floa
         return Masks(empty, empty.copy())
     pancreas_grid = np.asarray(analysis.pancreas_mask, dtype=bool)
     pancreas = to_volume_labels(pancreas_grid, grid, shape).astype(bool)
-
-    centre = analysis.detection.lesion_center_lps
-    if centre is None or analysis.probabilities is None:
+    if analysis.detection.lesion_center_lps is None:
         return Masks(pancreas, empty)
-    prob = np.asarray(analysis.probabilities[LESION_CHANNEL], dtype=np.float32)
-    if pancreas_grid.any():
-        # As the detector does: lesions count only in or against the gland.
-        prob = np.where(ndimage.binary_dilation(pancreas_grid, iterations=2), prob, 0.0)
-    found = components(prob > lesion_probability, prob)
-    if not found:
-        logger.warning("the reported lesion has no region above %.2f on the grid", lesion_probability)
+    if analysis.lesion is not None:
+        lesion_grid = np.zeros(pancreas_grid.shape, dtype=bool)
+        lesion_grid[tuple(analysis.lesion.T)] = True
+    elif analysis.probabilities is not None:
+        lesion_grid = np.asarray(analysis.probabilities[LESION_CHANNEL]) > LESION_PROBABILITY
+        if pancreas_grid.any():
+            # As the detector does: lesions count only in or against the gland.
+            lesion_grid &= ndimage.binary_dilation(pancreas_grid, iterations=2)
+    else:
         return Masks(pancreas, empty)
-    target = grid.from_volume(lps_to_kji(volume, centre))
-    nearest = min(found, key=lambda c: float(np.linalg.norm(c.centre - target)))
-    lesion_grid = np.zeros(pancreas_grid.shape, dtype=bool)
-    lesion_grid[tuple(nearest.voxels.T)] = True
     return Masks(pancreas, to_volume_labels(lesion_grid, grid, shape).astype(bool))

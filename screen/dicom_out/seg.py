@@ -3,9 +3,9 @@
 The masks live on the volume's voxels, which are the source pixels turned to L-P-S order
 (and, for a tilted or gapped series, resampled). The SEG must instead be laid frame by frame
 over the source images as stored. So each source pixel is placed in patient space from its
-own ImagePositionPatient, ImageOrientationPatient and PixelSpacing, carried into the volume's
-voxels through its affine and given the nearest voxel's label: correct whatever turn,
-flip, tilt or slice order the loader applied.
+own ImagePositionPatient, ImageOrientationPatient and PixelSpacing (``screen.geometry``),
+carried into the volume's voxels (``Volume.from_lps``) and given the nearest voxel's label:
+correct whatever turn, flip, tilt or slice order the loader applied.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from highdicom.seg import SegmentAlgorithmTypeValues, SegmentationTypeValues, SegmentDescription
 from pydicom.dataset import Dataset
 
-from screen import __version__
+from screen import __version__, geometry
 from screen.detect.detector import Analysis
 from screen.detect.masks import Masks, volume_masks
 from screen.dicom_out import codes as c
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def write_seg(out_dir: Path, series: Series, volume: Volume, analysis: Analysis, *,
               model_name: str = "screen", model_version: str = __version__,
-              lesion_probability: float = 0.5, headers: list[Dataset] | None = None) -> Path:
+              headers: list[Dataset] | None = None) -> Path:
     """Write ``<out_dir>/<series key>.seg.dcm`` with segment 1 pancreas (the whole gland)
     and, when the detection has one, segment 2 lesion; return its path. ``headers``: the
     source instances' headers, when they were not read from files."""
@@ -49,7 +49,7 @@ def write_seg(out_dir: Path, series: Series, volume: Volume, analysis: Analysis,
         raise TypeError(f"write_seg needs a Volume, got {type(volume).__name__}")
     if not isinstance(analysis, Analysis):
         raise TypeError(f"write_seg needs an Analysis, got {type(analysis).__name__}")
-    masks = volume_masks(volume, analysis, lesion_probability=lesion_probability)
+    masks = volume_masks(volume, analysis)
     if not masks.pancreas.any():
         raise ValueError(f"series {series.key!r}: the detector found no pancreas to segment")
     with_lesion = bool(masks.lesion.any())
@@ -101,39 +101,24 @@ def source_frames(series: Series, volume: Volume, masks: Masks) -> np.ndarray:
         raise ValueError(f"series {series.key!r} mixes multi-frame files with others; "
                          "a Segmentation can reference only one multi-frame source")
     labels = masks.pancreas.astype(np.uint8) | (masks.lesion.astype(np.uint8) << 1)
-    to_voxel = np.linalg.inv(volume.affine)
-    frames = [_frame_labels(instance, position, labels, to_voxel)
-              for instance in series.instances for position in _positions(instance)]
+    frames = [_frame_labels(instance, position, labels, volume)
+              for instance, _, position in geometry.frames(series.instances)]
     stacked = np.stack(frames)
     return np.stack([(stacked & 1) > 0, (stacked & 2) > 0], axis=-1)
 
 
-def _positions(instance: Instance) -> tuple[tuple[float, float, float], ...]:
-    if instance.number_of_frames > 1:
-        if len(instance.frame_positions) != instance.number_of_frames:
-            raise ValueError(f"{instance.path}: {instance.number_of_frames} frames but "
-                             f"{len(instance.frame_positions)} frame positions")
-        return instance.frame_positions
-    if instance.image_position is None:
-        raise ValueError(f"{instance.path} has no ImagePositionPatient")
-    return (instance.image_position,)
-
-
 def _frame_labels(instance: Instance, position: tuple[float, float, float], labels: np.ndarray,
-                  to_voxel: np.ndarray) -> np.ndarray:
+                  volume: Volume) -> np.ndarray:
     """The label of the nearest volume voxel under every pixel of one source frame."""
     if instance.image_orientation is None or instance.pixel_spacing is None \
             or not instance.rows or not instance.columns:
         raise ValueError(f"{instance.path} lacks the geometry (orientation, spacing, size) to "
                          "place a segmentation frame")
-    row_dir = np.asarray(instance.image_orientation[:3])  # along a row: column index grows
-    col_dir = np.asarray(instance.image_orientation[3:])  # down a column: row index grows
-    row_mm, col_mm = instance.pixel_spacing  # PixelSpacing: between rows, between columns
+    to_lps = geometry.affine(instance.image_orientation, position, instance.pixel_spacing,
+                             np.zeros(3))
     r, cols = np.mgrid[0:instance.rows, 0:instance.columns]
-    lps = (np.asarray(position)[None, None] + cols[..., None] * col_mm * row_dir
-           + r[..., None] * row_mm * col_dir)
-    ijk = lps @ to_voxel[:3, :3].T + to_voxel[:3, 3]
-    kji = np.rint(ijk[..., ::-1]).astype(np.int64)
+    lps = cols[..., None] * to_lps[:3, 0] + r[..., None] * to_lps[:3, 1] + to_lps[:3, 3]
+    kji = np.rint(volume.from_lps(lps)).astype(np.int64)
     shape = np.asarray(labels.shape)
     inside = np.all((kji >= 0) & (kji < shape), axis=-1)
     clipped = np.clip(kji, 0, shape - 1)

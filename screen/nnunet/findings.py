@@ -24,11 +24,12 @@ _FULL = np.ones((3, 3, 3), bool)
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Candidates:
-    """Lesion candidates: a map with each candidate filled with its peak, and the largest one."""
+    """Lesion candidates: a map with each candidate filled with its peak, and the most
+    suspicious one (the first found, at the highest peak)."""
 
     map: np.ndarray  # float32, 0 outside candidates
     peak: float  # the score: the most suspicious candidate's peak probability (0 if none)
-    voxels: np.ndarray | None  # (n, 3) voxels of that candidate
+    voxels: np.ndarray | None  # (n, 3) voxels of that candidate: the lesion reported
 
 
 def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
@@ -60,7 +61,9 @@ def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
 
 def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
              lesion_prob: np.ndarray | None = None) -> tuple[Detection, np.ndarray | None, Candidates]:
-    """The Detection for class ``probabilities`` (C, K, J, I) on the volume's grid.
+    """The Detection for class ``probabilities`` (C, K, J, I) on the volume's grid, the
+    pancreas mask, and the candidates, whose ``voxels`` are the lesion the Detection reports
+    (they travel on, so that review images and the DICOM Segmentation outline that region).
 
     ``lesion_prob`` replaces the lesion class's probability (a recipe may have masked it)."""
     spacing = volume.spacing

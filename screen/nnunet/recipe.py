@@ -30,14 +30,16 @@ class Outcome:
     probabilities: np.ndarray  # float32 (C, K, J, I) on the volume grid (background outside a crop)
     pancreas: np.ndarray | None  # bool on the volume grid
     seconds: Mapping[str, float] = field(default_factory=dict)
+    lesion: np.ndarray | None = None  # (n, 3) voxels of the reported candidate on the volume grid
 
 
 def run(model: NnunetModel, volume: Volume) -> Outcome:
     if model.localiser is None:
         start = time.perf_counter()
         probs = predict_volume(model, volume.hu, volume.spacing).probabilities
-        detection, pancreas, _ = findings(volume, model.card, probs)
-        return Outcome(detection, probs, pancreas, {"total": time.perf_counter() - start})
+        detection, pancreas, found = findings(volume, model.card, probs)
+        return Outcome(detection, probs, pancreas, {"total": time.perf_counter() - start},
+                       lesion=found.voxels)
     return _panorama(model, volume)
 
 
@@ -80,7 +82,7 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
         iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(crop.spacing))).astype(int)
         organ = _dilate(organ, iterations)
     lesion = probs[model.card.index(model.card.lesion_label)] * organ
-    detection, pancreas, _ = findings(crop, model.card, probs, lesion_prob=lesion)
+    detection, pancreas, found = findings(crop, model.card, probs, lesion_prob=lesion)
     full = empty
     full[(slice(None), *box)] = probs
     gland_full = np.zeros(volume.hu.shape, bool)
@@ -90,7 +92,9 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     detection = Detection(detection.score, True, detection.pancreas_volume_ml,
                           detection.lesion_center_lps, detection.lesion_diameter_mm,
                           detection.lesion_location, key)
-    return Outcome(detection, full, gland_full if pancreas is not None else gland, seconds)
+    origin = np.array([b.start for b in box])
+    return Outcome(detection, full, gland_full if pancreas is not None else gland, seconds,
+                   lesion=None if found.voxels is None else found.voxels + origin)
 
 
 def _dilate(mask: np.ndarray, iterations: np.ndarray) -> np.ndarray:

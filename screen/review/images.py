@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from screen.atomic import write_bytes_atomic
-from screen.detect.masks import Masks, lps_to_kji
+from screen.detect.masks import Masks
 from screen.records import Detection, Volume
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def key_point(volume: Volume, detection: Detection, masks: Masks) -> np.ndarray:
     centre, else the middle of the volume; always inside the volume."""
     shape = np.asarray(volume.hu.shape)
     if detection.lesion_center_lps is not None:
-        point = lps_to_kji(volume, detection.lesion_center_lps)
+        point = volume.from_lps(detection.lesion_center_lps)
         if detection.key_slice is not None:
             point[0] = detection.key_slice  # the slice the worklist names for the viewer
     elif masks.pancreas.any():

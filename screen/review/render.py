@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analysis,
-                  row: Mapping[str, object], *, lesion_probability: float = 0.5) -> Path:
+                  row: Mapping[str, object]) -> Path:
     """Key images and the page ``series/<key>.html`` for one series under ``out_dir``.
 
     ``row`` is the series' worklist row (pseudonymised already, where the sweep is): its
@@ -33,7 +33,7 @@ def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analy
     row_key = row.get(KEY_COLUMN)
     if row_key is not None and row_key != series.key:
         raise ValueError(f"row is for series {row_key!r}, not {series.key!r}")
-    masks = volume_masks(volume, analysis, lesion_probability=lesion_probability)
+    masks = volume_masks(volume, analysis)
     k, j, _ = key_point(volume, analysis.detection, masks)
     paths = image_paths(out_dir, series.key)
     axial = axial_image(volume, masks, int(k))

@@ -26,6 +26,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
+from screen import geometry
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,8 @@ def looks_abdominal(volume: Volume) -> tuple[bool, str]:
 def _middle_sections(volume: Volume) -> tuple[np.ndarray, float]:
     """Axial sections through the middle third along S, coarsened in-plane to about 3 mm."""
     hu = volume.hu
-    directions = np.abs(volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0))
     # The array axis (of k, j, i) nearest the head-foot direction.
-    axis = 2 - int(np.argmax(directions[2]))
+    axis = 2 - int(np.argmax(np.abs(geometry.unit_axes(volume.affine)[2])))
     sections = np.moveaxis(hu, axis, 0)
     n = sections.shape[0]
     lo, hi = n // 3, max(n // 3 + 1, (2 * n) // 3)

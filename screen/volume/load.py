@@ -2,8 +2,9 @@
 
 ``load_volume`` reads in three steps, top to bottom:
 
-1. ``plan_slices`` (headers only): sort the frames along the normal, decide the shear
-   correction and the output slices, refuse what cannot be one volume;
+1. ``plan_slices`` (headers only): the frames in the order, and with the shear correction,
+   that the series' geometry decided when it was assembled, and the output slices; refuse
+   what cannot be one volume;
 2. ``canonical_turn``: which axis permutation and flips bring i, j, k nearest to L, P, S;
 3. decode each source file in slice order and write its HU straight into the one
    preallocated output array, through a view in acquisition order.
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from screen.records import Series, Volume
+from screen.series import without
 from screen.volume import orient
 from screen.volume.decode import PADDING_HU, FrameDecoder, check_decodable, read_dataset
 from screen.volume.errors import DamagedPixels
@@ -66,7 +67,7 @@ def load_volume(series: Series, *, max_gap_slices: int = 1,
             logger.info("%s; leaving it out of series %s", exc, series.key)
             notes.append(f"{exc}: left out and treated as a missing slice")
             left_out.append(exc.path)
-            series = replace(series, instances=remaining)
+            series = without(series, {exc.path})
 
 
 def _load(series: Series, max_gap_slices: int, notes: tuple[str, ...],

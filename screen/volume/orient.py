@@ -17,6 +17,8 @@ from itertools import permutations
 
 import numpy as np
 
+from screen import geometry
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:
@@ -33,7 +35,7 @@ class Turn:
 
 def canonical_turn(affine: np.ndarray) -> Turn:
     """The permutation and flips that bring the affine's axes nearest to L, P, S."""
-    directions = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    directions = geometry.unit_axes(affine)
     best = max(
         permutations(range(3)),
         # Most alignment wins; ties (exactly 45 degrees) go to the unpermuted order.

@@ -1,16 +1,17 @@
 """Where each slice of a series goes in the volume, worked out from headers alone.
 
 Before any pixel is decoded, a series becomes a ``SlicePlan``: its source slices (one per
-single-frame file, one per frame of a multi-frame file) sorted along the slice normal, the
+single-frame file, one per frame of a multi-frame file) in order along the slice normal, the
 in-plane shift that undoes a gantry-tilt shear, and the output slices along k with the two
 source slices and weight each is interpolated from. Loading then only follows the plan.
 
-Decisions, and why:
+The order, the repeated positions, whether spacing is uniform and whether the slices are
+sheared were decided once, when the series was assembled (``Series.geometry``, from
+``screen.geometry.measure``); the plan follows those decisions. Its own are, and why:
 
-* Spacing is uniform when every gap is within ``geometry.SPACING_TOLERANCE`` of the median;
-  the slices are then used as they are. Otherwise the series is resampled (linearly, along
-  the normal only) onto an even grid from the first to the last slice at close to the median
-  gap, so the first and last slices are kept exactly.
+* Uniformly spaced slices are used as they are. Otherwise the series is resampled
+  (linearly, along the normal only) onto an even grid from the first to the last slice at
+  close to the median gap, so the first and last slices are kept exactly.
 * A gap of 1.5 or more times the median counts as ``round(gap / median) - 1`` missing
   slices. Up to ``max_gap_slices`` missing slices in one gap are filled by that interpolation
   (with a warning); a wider gap is refused, naming where it is, because interpolating
@@ -28,21 +29,18 @@ corrected and one warning for each.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from screen import geometry
-from screen.records import Instance, Series
+from screen.records import Geometry, Instance, Series
 from screen.volume.errors import VolumeError
 
 logger = logging.getLogger(__name__)
 
 # A gap this many times the median spacing or more holds at least one missing slice.
 MISSING_SLICE_RATIO = 1.5
-# In-plane drift below this fraction of a pixel is position rounding, not a tilt.
-SHEAR_TOLERANCE_PX = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +90,21 @@ def plan_slices(series: Series, *, max_gap_slices: int = 1) -> SlicePlan:
         raise ValueError(f"max_gap_slices must be >= 0, got {max_gap_slices}")
     instances = series.instances
     orientation, spacing, rows, columns = _common_grid(series)
-    row, col, normal = geometry.row_col_normal(orientation)
-
-    entries = _frames(instances)
+    g = series.geometry
+    try:
+        entries = geometry.frames(instances)
+    except ValueError as exc:
+        raise VolumeError(str(exc)) from None
     positions = np.asarray([p for _, _, p in entries], dtype=np.float64)
-    distances = positions @ normal
-    order = np.argsort(distances, kind="stable")
-    positions, distances = positions[order], distances[order]
-    entries = [entries[i] for i in order]
-    steps = np.diff(distances)
-    if steps.size and np.any(steps <= geometry.POSITION_TOLERANCE_MM):
-        at = int(np.argmax(steps <= geometry.POSITION_TOLERANCE_MM))
+    distances = geometry.along_normal(positions, orientation)
+    if g.slice_order:
+        order = list(g.slice_order)
+        entries, positions, distances = [entries[i] for i in order], positions[order], distances[order]
+    if (len(entries) > 1 and g.shear_deg is None) or np.any(np.diff(distances) < 0):
+        raise ValueError(f"series {series.key!r}: its geometry was not measured on these "
+                         "slices (a series of other instances must be assembled again)")
+    if g.first_repeat is not None:
+        at = g.first_repeat
         raise VolumeError(
             f"two slices at the same position ({distances[at]:.2f} mm along the slice normal, "
             f"{_name(entries[at][0], entries[at][1])} and "
@@ -110,30 +112,29 @@ def plan_slices(series: Series, *, max_gap_slices: int = 1) -> SlicePlan:
         )
 
     warnings: list[str] = []
-    # In-plane drift of each slice from the straight stack through the middle slice.
-    middle = len(entries) // 2
-    drift = positions - positions[middle]
-    along_row = drift @ row / spacing[1]
-    along_col = drift @ col / spacing[0]
-    if np.max(np.abs(along_row)) < SHEAR_TOLERANCE_PX and \
-            np.max(np.abs(along_col)) < SHEAR_TOLERANCE_PX:
-        along_row = np.zeros_like(along_row)
-        along_col = np.zeros_like(along_col)
-    else:
-        warnings.append(_tilt_warning(drift, distances, row, col))
-    # A slice sitting +d pixels along the columns shows its content d pixels early:
-    # shifting by +d moves it back onto the straight stack.
+    shift_px = np.zeros((len(entries), 2))
+    if g.sheared:
+        # A slice sitting +d pixels along the columns shows its content d pixels early:
+        # shifting by +d moves it back onto the straight stack through the middle slice.
+        drift = geometry.in_plane_drift_mm(positions, orientation)
+        shift_px = drift / np.asarray(spacing)
+        warnings.append(
+            f"gantry tilt of {abs(g.shear_deg or 0.0):.1f} degrees corrected: each slice "
+            f"shifted in its plane by up to {np.hypot(drift[:, 1], drift[:, 0]).max():.1f} mm "
+            "so the volume is no longer sheared")
     sources = tuple(
         SourceSlice(
             path=inst.path, frame=frame,
             sop_instance_uid=inst.sop_instance_uid, instance_number=inst.instance_number,
             distance_mm=float(d), shift_px=(float(sj), float(si)),
         )
-        for (inst, frame, _), d, sj, si in zip(entries, distances, along_col, along_row)
+        for (inst, frame, _), d, (sj, si) in zip(entries, distances, shift_px)
     )
 
-    outputs, step_mm = _resample_along_normal(distances, sources, max_gap_slices, warnings,
+    outputs, step_mm = _resample_along_normal(distances, sources, g, max_gap_slices, warnings,
                                               series.first.slice_thickness)
+    _, _, normal = geometry.row_col_normal(orientation)
+    middle = len(entries) // 2
     origin = positions[middle] + (distances[0] - distances[middle]) * normal
     matrix = geometry.affine(orientation, tuple(origin), spacing, normal * step_mm)
     return SlicePlan(
@@ -165,48 +166,30 @@ def _common_grid(series: Series) -> tuple[tuple[float, ...], tuple[float, float]
     return first.image_orientation, first.pixel_spacing, first.rows, first.columns
 
 
-def _frames(instances: tuple[Instance, ...]) -> list[tuple[Instance, int, tuple[float, ...]]]:
-    entries: list[tuple[Instance, int, tuple[float, ...]]] = []
-    for inst in instances:
-        if inst.number_of_frames > 1:
-            if len(inst.frame_positions) != inst.number_of_frames:
-                raise VolumeError(
-                    f"{inst.path}: {inst.number_of_frames} frames but "
-                    f"{len(inst.frame_positions)} frame positions in its functional groups"
-                )
-            entries.extend((inst, f, p) for f, p in enumerate(inst.frame_positions))
-        else:
-            position = inst.image_position or (inst.frame_positions[0] if inst.frame_positions
-                                               else None)
-            entries.append((inst, 0, position))
-    return entries
-
-
 def _resample_along_normal(
-    distances: np.ndarray, sources: tuple[SourceSlice, ...], max_gap_slices: int,
+    distances: np.ndarray, sources: tuple[SourceSlice, ...], g: Geometry, max_gap_slices: int,
     warnings: list[str], thickness: float | None,
 ) -> tuple[tuple[OutputSlice, ...], float]:
     n = len(distances)
     if n == 1:
         # One slice has no spacing of its own; its thickness is the best stand-in.
         return (OutputSlice(0, 0, 0.0),), float(thickness) if thickness and thickness > 0 else 1.0
+    if g.uniform_spacing:
+        return tuple(OutputSlice(k, k, 0.0) for k in range(n)), g.z_coverage_mm / (n - 1)
     steps = np.diff(distances)
-    median = float(np.median(steps))
-    if geometry.is_uniform(steps):
-        return tuple(OutputSlice(k, k, 0.0) for k in range(n)), \
-            float(distances[-1] - distances[0]) / (n - 1)
+    median = g.slice_spacing_mm
 
     wide = np.flatnonzero(steps >= MISSING_SLICE_RATIO * median)
-    missing = [max(1, round(float(steps[g]) / median) - 1) for g in wide]
-    for g, m in zip(wide, missing):
+    missing = [max(1, round(float(steps[gap]) / median) - 1) for gap in wide]
+    for gap, m in zip(wide, missing):
         if m > max_gap_slices:
             raise VolumeError(
-                f"slices missing: a gap of {steps[g]:.1f} mm (about {m} slices at the median "
-                f"{median:.2f} mm spacing) between {_where(sources[g])} and "
-                f"{_where(sources[g + 1])}; at most {max_gap_slices} missing slice(s) per gap "
+                f"slices missing: a gap of {steps[gap]:.1f} mm (about {m} slices at the median "
+                f"{median:.2f} mm spacing) between {_where(sources[gap])} and "
+                f"{_where(sources[gap + 1])}; at most {max_gap_slices} missing slice(s) per gap "
                 "are filled in"
             )
-    coverage = float(distances[-1] - distances[0])
+    coverage = g.z_coverage_mm
     count = round(coverage / median) + 1
     step = coverage / (count - 1)
     targets = distances[0] + step * np.arange(count)
@@ -227,22 +210,10 @@ def _resample_along_normal(
             f"{_where(sources[first + 1])}"
         )
     warnings.append(
-        f"uneven slice spacing ({steps.min():.2f}-{steps.max():.2f} mm) resampled to "
+        f"uneven slice spacing ({g.min_gap_mm:.2f}-{g.max_gap_mm:.2f} mm) resampled to "
         f"{count} slices {step:.2f} mm apart"
     )
     return outputs, step
-
-
-def _tilt_warning(drift: np.ndarray, distances: np.ndarray, row: np.ndarray,
-                  col: np.ndarray) -> str:
-    in_plane = np.hypot(drift @ row, drift @ col)
-    travel = drift[-1] - drift[0]
-    span = float(distances[-1] - distances[0])
-    angle = math.degrees(math.atan2(float(np.hypot(travel @ row, travel @ col)), span))
-    return (
-        f"gantry tilt of {angle:.1f} degrees corrected: each slice shifted in its plane by up "
-        f"to {in_plane.max():.1f} mm so the volume is no longer sheared"
-    )
 
 
 def _where(source: SourceSlice) -> str:

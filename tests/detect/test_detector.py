@@ -97,3 +97,22 @@ def test_detect_accepts_a_package_and_preprocess_serves_calibration(positive, pa
 def test_detect_refuses_other_things(positive):
     with pytest.raises(TypeError, match="needs a Detector or a ModelPackage"):
         detect(phantom_volume(positive), "pancreas-phantom-v1")
+
+
+def test_the_lesion_travels_in_the_analysis_as_the_region_it_was_measured_on(positive, detector):
+    from screen.detect.masks import volume_masks
+    from screen.detect.preprocess import to_volume_labels
+
+    volume = phantom_volume(positive)
+    analysis = analyse(volume, detector)
+    d, grid = analysis.detection, analysis.segment_grid
+    assert analysis.lesion is not None and analysis.lesion.shape[1] == 3
+    # The Detection's centre is the region's own centre, carried to patient space.
+    np.testing.assert_allclose(volume.to_lps(grid.to_volume(analysis.lesion.mean(axis=0))),
+                               d.lesion_center_lps, atol=1e-9)
+    # Review images and the SEG outline that region, and nothing else.
+    on_grid = np.zeros(grid.shape, dtype=bool)
+    on_grid[tuple(analysis.lesion.T)] = True
+    masks = volume_masks(volume, analysis)
+    np.testing.assert_array_equal(masks.lesion, to_volume_labels(on_grid, grid, volume.hu.shape))
+    assert masks.lesion[d.key_slice].any()

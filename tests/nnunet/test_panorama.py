@@ -107,3 +107,20 @@ def test_candidates_follow_the_dynamic_threshold() -> None:
     assert len(found.voxels) == 64
     assert np.unique(found.map) == pytest.approx([0.0, 0.5, 0.95])
     assert (found.map[12:15, 12:15, 12:15] == 0.5).all() and found.map[18, 18, 18] == 0
+
+
+def test_the_reported_candidate_travels_to_the_masks_on_the_volume_grid(folders) -> None:
+    from screen.detect.imported import analyse_imported
+    from screen.detect.masks import volume_masks
+
+    package = ModelPackage.load(_import(folders, "found", "panorama-lesion"))
+    volume = _volume()
+    analysis = analyse_imported(volume, NnunetModel.open(package, "onnxruntime"))
+    d = analysis.detection
+    assert d.lesion_center_lps is not None and analysis.lesion is not None
+    # Found on the crop, carried back onto the whole series' voxels.
+    np.testing.assert_allclose(volume.to_lps(analysis.lesion.mean(axis=0)), d.lesion_center_lps,
+                               atol=1e-9)
+    masks = volume_masks(volume, analysis)
+    assert masks.lesion.sum() == len(analysis.lesion)
+    assert masks.lesion[tuple(analysis.lesion.T)].all()
