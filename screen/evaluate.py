@@ -40,6 +40,7 @@ from screen.metrics import (
     auroc,
     bootstrap_ci,
     confusion_from_flags,
+    is_flagged,
     localisation_hit,
     roc_curve,
     wilson_interval,
@@ -179,7 +180,7 @@ def match_cases(
             continue
         score = float(entry.score)  # type: ignore[arg-type]  # status ok always has one
         if threshold is not None:
-            flagged = score >= threshold
+            flagged = is_flagged(score, threshold)
         elif entry.flagged is None:
             raise ValueError(
                 f"series {item.series_instance_uid} has no flagged value; "

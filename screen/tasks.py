@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from screen import index as indexing
 from screen import worklist
 from screen.cluster import worker_detector
+from screen.metrics import is_flagged
 from screen.pseudonym import Pseudonymizer
 from screen.records import Series, Volume
 
@@ -117,7 +118,7 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
                                left_out=[by_path[p] for p in volume.left_out if p in by_path],
                                intake=measure_intake(volume, analysis).as_row())
                   | timing)
-    if worklist.is_flagged(detection.score, outputs.threshold):
+    if is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
     return row
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from screen import paths, tables
+from screen.metrics import is_flagged
 from screen.pseudonym import Pseudonymizer
 from screen.records import Detection, Series
 
@@ -278,12 +279,6 @@ def check_threshold(threshold: float) -> float:
     if not (0.0 <= threshold <= 1.0) or math.isnan(threshold):
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
     return threshold
-
-
-def is_flagged(score: object, threshold: float) -> bool:
-    """``score >= threshold`` as the worklist stores them: in float32, so that a score read
-    back from a part file is flagged exactly as it was when it was computed."""
-    return bool(np.float32(score) >= np.float32(threshold))
 
 
 def flagged_count(rows: Iterable[dict[str, object]], threshold: float) -> int:
