@@ -42,18 +42,31 @@ class SeriesOutputs:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadedVolume:
+    """The series' volume, and how long loading it took."""
+
+    volume: Volume
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class NotAbdominal:
     """The tags did not name the abdomen and the pixels do not show one."""
 
     reason: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
-class Loaded:
-    """What loading a series gave: its volume, or why there is none, and how long it took."""
+class LoadFailed:
+    """Why the series could not be loaded, in one line."""
 
-    outcome: Volume | NotAbdominal | str
+    reason: str
     seconds: float
+
+
+# What loading a series gave: its volume, or why there is none; each with how long it took.
+Loaded = LoadedVolume | NotAbdominal | LoadFailed
 
 
 def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -> Loaded:
@@ -65,16 +78,16 @@ def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -
     try:
         volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
     except VolumeError as exc:
-        return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
+        return LoadFailed(f"could not be loaded: {exc}", time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a strange file costs its series, not a traceback
-        return Loaded(f"could not be loaded: {type(exc).__name__}: {' '.join(str(exc).split())}",
-                      time.perf_counter() - start)
+        return LoadFailed(f"could not be loaded: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}", time.perf_counter() - start)
     if confirm:
         abdominal, why = looks_abdominal(volume)
         if not abdominal:
             reason = f"no tag names the abdomen and the image does not show one: {why}"
-            return Loaded(NotAbdominal(reason), time.perf_counter() - start)
-    return Loaded(volume, time.perf_counter() - start)
+            return NotAbdominal(reason, time.perf_counter() - start)
+    return LoadedVolume(volume, time.perf_counter() - start)
 
 
 def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dict[str, object]:
@@ -91,13 +104,13 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     def private(row: dict[str, object]) -> dict[str, object]:
         return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
 
-    volume = loaded.outcome
     timing: dict[str, object] = {"load_seconds": loaded.seconds}
-    if isinstance(volume, str):
-        return private(worklist.row(series, producer, error=volume) | timing)
-    if isinstance(volume, NotAbdominal):
-        return private(worklist.row(series, producer, error=volume.reason,
+    if isinstance(loaded, LoadFailed):
+        return private(worklist.row(series, producer, error=loaded.reason) | timing)
+    if isinstance(loaded, NotAbdominal):
+        return private(worklist.row(series, producer, error=loaded.reason,
                                     status=worklist.REJECTED) | timing)
+    volume = loaded.volume
     start = time.perf_counter()
     try:
         analysis = analyse(volume, detector)
@@ -159,8 +172,8 @@ def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOu
     from screen.detect.detector import analyse
 
     loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        _write_extras(series, loaded.outcome, analyse(loaded.outcome, worker_detector()), row,
+    if isinstance(loaded, LoadedVolume):
+        _write_extras(series, loaded.volume, analyse(loaded.volume, worker_detector()), row,
                       outputs)
 
 
@@ -187,9 +200,9 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
     from screen.review import render_series
 
     loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        analysis = analyse(loaded.outcome, worker_detector())
-        render_series(outputs.review_dir, series, loaded.outcome, analysis, row,
+    if isinstance(loaded, LoadedVolume):
+        analysis = analyse(loaded.volume, worker_detector())
+        render_series(outputs.review_dir, series, loaded.volume, analysis, row,
                       lesion_probability=worker_detector().card.postprocess.lesion_probability)
 
 
