@@ -19,6 +19,7 @@ from screen.cluster import worker_detector
 from screen.metrics import is_flagged
 from screen.pseudonym import Pseudonymizer
 from screen.records import Series, Volume
+from screen.worklist_row import WorklistRow
 
 if TYPE_CHECKING:
     from screen.dicomweb import PacsSource
@@ -90,9 +91,10 @@ def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -
     return LoadedVolume(volume, time.perf_counter() - start)
 
 
-def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dict[str, object]:
+def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> WorklistRow:
     """The series' worklist row; for a flagged series also its review images and DICOM."""
     from screen.detect.detector import analyse
+    from screen.monitor.intake import measure_intake
 
     detector = worker_detector()
     producer = worklist.Producer(detector.card.name, detector.card.version,
@@ -101,15 +103,15 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     if pseudonymizer is not None:
         indexing.observe_identity(pseudonymizer, series)
 
-    def private(row: dict[str, object]) -> dict[str, object]:
-        return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
+    def private(row: WorklistRow) -> WorklistRow:
+        return pseudonymizer.pseudonymize_worklist_row(row) if pseudonymizer else row
 
-    timing: dict[str, object] = {"load_seconds": loaded.seconds}
     if isinstance(loaded, LoadFailed):
-        return private(worklist.row(series, producer, error=loaded.reason) | timing)
+        return private(worklist.row(series, producer, error=loaded.reason,
+                                    load_seconds=loaded.seconds))
     if isinstance(loaded, NotAbdominal):
         return private(worklist.row(series, producer, error=loaded.reason,
-                                    status=worklist.REJECTED) | timing)
+                                    status=worklist.REJECTED, load_seconds=loaded.seconds))
     volume = loaded.volume
     start = time.perf_counter()
     try:
@@ -117,26 +119,24 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     except Exception as exc:  # noqa: BLE001 - the reason goes into the row, not a traceback
         reason = f"detector failed: {type(exc).__name__}: {exc}"
         logger.info("series %s: %s", series.key, reason)
-        return private(worklist.row(series, producer, error=reason) | timing)
-    timing["detect_seconds"] = time.perf_counter() - start
+        return private(worklist.row(series, producer, error=reason, load_seconds=loaded.seconds))
+    detect_seconds = time.perf_counter() - start
     detection = analysis.detection
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
     by_path = {i.path: i.sop_instance_uid for i in series.instances}
     warnings = [pseudonymizer.pseudonymize_text(w) or "" for w in volume.warnings] \
         if pseudonymizer else list(volume.warnings)
-    from screen.monitor.intake import measure_intake
-
     row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
                                warnings=warnings,
                                left_out=[by_path[p] for p in volume.left_out if p in by_path],
-                               intake=measure_intake(volume, analysis).as_row())
-                  | timing)
+                               intake=measure_intake(volume, analysis),
+                               load_seconds=loaded.seconds, detect_seconds=detect_seconds))
     if is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
     return row
 
 
-def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, object],
+def _write_extras(series: Series, volume: Volume, analysis, row: WorklistRow,
                   outputs: SeriesOutputs) -> None:
     """Review images and DICOM objects; a failure here is logged, never loses the row (the
     end of the sweep finds what is missing and tries again, see _fill_in_extras)."""
@@ -167,7 +167,7 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
                     type(exc).__name__, exc)
 
 
-def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+def write_extras_again(series: Series, row: WorklistRow, outputs: SeriesOutputs) -> None:
     """Review images and DICOM for a flagged series scored earlier, from its pixels again."""
     from screen.detect.detector import analyse
 
@@ -194,7 +194,7 @@ def check_detector() -> str | None:
     return None
 
 
-def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+def review_series(series: Series, row: WorklistRow, outputs: SeriesOutputs) -> None:
     """Key images for a series scored earlier (the top N that were not flagged)."""
     from screen.detect.detector import analyse
     from screen.review import render_series
@@ -206,7 +206,7 @@ def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs
                       lesion_probability=worker_detector().card.postprocess.lesion_probability)
 
 
-def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
+def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> WorklistRow:
     return detect_series(series, load_series(series, confirm, outputs.pacs), outputs)
 
 

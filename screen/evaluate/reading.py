@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from screen.records import Vector3
+from screen.worklist_row import ERROR, OK, columns
 
 logger = logging.getLogger(__name__)
 
-# The worklist columns evaluation reads; the rest of WORKLIST_SCHEMA is for people.
-WORKLIST_COLUMNS = (
+# The worklist columns evaluation reads; the rest of the worklist is for people.
+WORKLIST_COLUMNS = columns(
     "series_instance_uid",
     "score",
     "flagged",
@@ -25,9 +26,8 @@ WORKLIST_COLUMNS = (
     "lesion_z_mm",
 )
 
-# A worklist row's status.
-FOUND = "ok"
-ERROR = "error"
+# A worklist row's status, as evaluation reads it: scored, or in error.
+FOUND = OK
 
 
 @dataclass(frozen=True, slots=True)
