@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from screen.worklist_row import (
 )
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Producer:
@@ -68,35 +70,35 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
     if status not in (ERROR, REJECTED):
         raise ValueError(f"status of an unscored row must be 'error' or 'rejected', not {status!r}")
     first = series.first
-    base = {
-        "patient_id": first.patient_id,
-        "accession_number": first.accession_number,
-        "study_instance_uid": first.study_instance_uid,
-        "series_instance_uid": first.series_instance_uid,
-        "study_date": tables.dicom_date(first.study_date),
-        "series_description": first.series_description,
-        "model": producer.model,
-        "model_version": producer.model_version,
-        "backend": producer.backend,
-        "precision": producer.precision,
-        "series_key": series.key,
-        "model_sha256": producer.model_sha256,
-        "load_seconds": load_seconds,
-        "detect_seconds": detect_seconds,
-        "warnings": tuple(warnings),
-        "left_out_sop_instance_uids": tuple(left_out),
-        "slice_thickness_mm": first.slice_thickness or series.geometry.slice_spacing_mm or None,
-        "convolution_kernel": first.convolution_kernel or None,
-        "scanner": " ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v) or None,
-    }
+    # What every row of the series says, scored or not.
+    described = partial(
+        WorklistRow,
+        patient_id=first.patient_id,
+        accession_number=first.accession_number,
+        study_instance_uid=first.study_instance_uid,
+        series_instance_uid=first.series_instance_uid,
+        study_date=tables.dicom_date(first.study_date),
+        series_description=first.series_description,
+        model=producer.model,
+        model_version=producer.model_version,
+        backend=producer.backend,
+        precision=producer.precision,
+        series_key=series.key,
+        model_sha256=producer.model_sha256,
+        load_seconds=load_seconds,
+        detect_seconds=detect_seconds,
+        warnings=tuple(warnings),
+        left_out_sop_instance_uids=tuple(left_out),
+        slice_thickness_mm=first.slice_thickness or series.geometry.slice_spacing_mm or None,
+        convolution_kernel=first.convolution_kernel or None,
+        scanner=" ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v)
+        or None,
+    )
     if detection is None:
         # A reason may name a file whose name is not UTF-8: written as paths are.
-        return WorklistRow(status=status, error=paths.to_text(str(error)), **base)  # type: ignore[arg-type]
+        return described(status=status, error=paths.to_text(str(error)))
     centre = detection.lesion_center_lps
-    measured = {} if intake is None else {
-        "aorta_hu": intake.aorta_hu, "contrast_phase": intake.contrast_phase,
-        "pancreas_hu": intake.pancreas_hu}
-    return WorklistRow(
+    return described(
         status=OK,
         score=detection.score,
         pancreas_found=detection.pancreas_found,
@@ -107,7 +109,9 @@ def row(series: Series, producer: Producer, detection: Detection | None = None,
         lesion_diameter_mm=detection.lesion_diameter_mm,
         lesion_location=detection.lesion_location.value if detection.lesion_location else None,
         key_sop_instance_uid=key_sop_instance_uid,
-        **base, **measured,  # type: ignore[arg-type]
+        aorta_hu=intake.aorta_hu if intake else None,
+        contrast_phase=intake.contrast_phase if intake else None,
+        pancreas_hu=intake.pancreas_hu if intake else None,
     )
 
 
