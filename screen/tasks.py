@@ -41,7 +41,6 @@ class SeriesOutputs:
         return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
 
 
-
 @dataclass(frozen=True, slots=True)
 class LoadedVolume:
     """The series' volume, and how long loading it took."""
