@@ -83,7 +83,7 @@ def open_times(page: Path, opens: int = 5) -> list[float]:
 
 def write_sweeps(folder: Path, sweeps: int, rows: int) -> list[Path]:
     from screen.tables import write_atomic
-    from screen.worklist import SCHEMA
+    from screen.worklist_row import SCHEMA
 
     rng = np.random.default_rng(0)
     paths = []
