@@ -34,6 +34,7 @@ def series_page(folder: Path) -> Path:
     from screen.review.pages import image_paths, write_series_page
     from screen.review.stack import build_stack, save_stack
     from screen.synth.phantom import render, sample_spec
+    from screen.worklist_row import WorklistRow
 
     spec = sample_spec(np.random.default_rng(7), lesion=True)
     z = float(np.mean([p[2] for p in spec.pancreas.centerline]))  # centred on the gland
@@ -48,8 +49,8 @@ def series_page(folder: Path) -> Path:
     detection = Detection(0.92, True, 60.0)
     analysis = Analysis(detection, {}, grid, grid, probabilities, labels > 0)
     stack = build_stack(volume, Masks(labels > 0, labels == 2), analysis, key)
-    row = {"series_key": "1.2.3", "series_instance_uid": "1.2.3", "study_instance_uid": "1.2",
-           "status": "ok", "score": 0.92, "flagged": True, "rank": 1, "pancreas_found": True}
+    row = WorklistRow(series_key="1.2.3", series_instance_uid="1.2.3", study_instance_uid="1.2",
+                      status="ok", score=0.92, flagged=True, rank=1, pancreas_found=True)
     save_stack(stack, image_paths(folder, "1.2.3")["stack"])
     return write_series_page(folder, row, threshold=0.5)
 
@@ -82,7 +83,7 @@ def open_times(page: Path, opens: int = 5) -> list[float]:
 
 def write_sweeps(folder: Path, sweeps: int, rows: int) -> list[Path]:
     from screen.tables import write_atomic
-    from screen.worklist import SCHEMA
+    from screen.worklist_row import SCHEMA
 
     rng = np.random.default_rng(0)
     paths = []

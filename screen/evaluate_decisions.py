@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 
 from screen import metrics
 from screen.review import decisions as decision_table
+from screen.worklist_row import OK, columns
 
 logger = logging.getLogger(__name__)
 
-WORKLIST_COLUMNS = ("series_key", "flagged", "status")
+WORKLIST_COLUMNS = columns("series_key", "flagged", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def evaluate_decisions(worklist: Path, decisions: Path) -> DecisionReport:
     if missing:
         raise ValueError(f"{worklist} is not a worklist: it lacks {', '.join(missing)}")
     rows = pq.read_table(worklist, columns=list(WORKLIST_COLUMNS)).to_pylist()
-    flagged = {r["series_key"]: r["flagged"] is True for r in rows if r["status"] == "ok"}
+    flagged = {r["series_key"]: r["flagged"] is True for r in rows if r["status"] == OK}
 
     latest: dict[tuple[str, str], str] = {}  # (series, reviewer) -> decision, in time order
     for d in table.sort_by("time").to_pylist():

@@ -4,6 +4,7 @@ Plain numpy on arrays of case labels (1 = lesion, 0 = none) and scores, so the s
 serves `screen evaluate`, the model card and anyone checking our numbers by hand:
 
 - :func:`auroc` and :func:`roc_curve`: discrimination over all thresholds;
+- :func:`flags` / :func:`is_flagged`: the one flag rule, ``score >= threshold`` in float32;
 - :func:`confusion_at` / :func:`confusion_from_flags`: sensitivity, specificity, PPV and NPV
   at one operating point, each with a confidence interval;
 - :func:`bootstrap_ci` and :func:`wilson_interval`: the intervals;
@@ -51,6 +52,8 @@ __all__ = [
     "check_scores",
     "confusion_at",
     "confusion_from_flags",
+    "flags",
+    "is_flagged",
     "localisation_hit",
     "location_of",
     "roc_curve",
@@ -338,6 +341,18 @@ class Confusion:
         }
 
 
+def flags(scores: ArrayLike, threshold: float) -> np.ndarray:
+    """The one flag rule: ``score >= threshold``, both compared as the worklist stores the
+    score (float32). A score read back from a worklist is then flagged exactly as it was when
+    it was computed, even at a threshold that float32 rounds (0.7 is 0.69999999 there)."""
+    return np.asarray(scores, dtype=np.float32) >= np.float32(threshold)
+
+
+def is_flagged(score: float, threshold: float) -> bool:
+    """:func:`flags` for one score."""
+    return bool(flags(score, threshold))
+
+
 def _rate_of(hit: np.ndarray, among: np.ndarray) -> float:
     n = int(among.sum())
     if n == 0:
@@ -404,7 +419,8 @@ def confusion_at(
     replicates: int = 1000,
     seed: int = 0,
 ) -> Confusion:
-    """Sensitivity, specificity, PPV and NPV when series scoring >= ``threshold`` are flagged."""
+    """Sensitivity, specificity, PPV and NPV when the series :func:`flags` at ``threshold``
+    are flagged."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
         raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not math.isfinite(threshold):
@@ -412,7 +428,7 @@ def confusion_at(
     y = check_labels(labels)
     s = check_scores(scores, len(y))
     return confusion_from_flags(
-        y, s >= threshold, method=method, alpha=alpha, replicates=replicates, seed=seed
+        y, flags(s, threshold), method=method, alpha=alpha, replicates=replicates, seed=seed
     )
 
 

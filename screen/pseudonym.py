@@ -44,7 +44,7 @@ from pathlib import Path, PurePath
 
 import pyarrow as pa
 
-from screen import paths
+from screen import paths, worklist_row
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,12 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "birth_date": ("B", ("patient_birth_date", "birth_date", "PatientBirthDate")),
     "accession_number": ("A", ("accession_number", "AccessionNumber")),
 }
+# The inventory's and errors' columns that hold paths (the worklist holds none).
 PATH_COLUMNS = ("path", "files", "paths", "folder")
 # Keys that join outputs to each other and to the PACS: never rewritten, even where an
-# identifier happens to appear inside one.
-KEY_COLUMNS = ("series_key", "model_sha256")
+# identifier happens to appear inside one. The worklist's record names its own; every
+# table's UIDs are keys too.
+KEY_COLUMNS = worklist_row.KEY_COLUMNS
 
 
 def _is_key(column: str) -> bool:
@@ -325,6 +327,10 @@ class Pseudonymizer:
             else:
                 out[column] = value
         return out
+
+    def pseudonymize_worklist_row(self, row: worklist_row.WorklistRow) -> worklist_row.WorklistRow:
+        """:meth:`pseudonymize_row` for a worklist row."""
+        return worklist_row.WorklistRow.from_dict(self.pseudonymize_row(row.as_dict()))
 
     def _paths(self, value: object) -> object:
         if isinstance(value, str):

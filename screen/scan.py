@@ -51,6 +51,7 @@ from screen.tasks import (
     unknown_producer,
     write_extras_again,
 )
+from screen.worklist_row import ERROR, OK, WorklistRow
 
 if TYPE_CHECKING:
     from screen.dicomweb import PacsSource
@@ -205,21 +206,20 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         seconds["screen"] = time.perf_counter() - clock
 
         eligible_keys = {e.series.key for e in result.eligible}
-        rows = [r for r in store.read().to_pylist() if r[worklist.KEY_COLUMN] in eligible_keys]
-        table = worklist.finalise(rows, threshold)
+        rows = [r for r in store.read() if r.series_key in eligible_keys]
+        ranked = worklist.finalise(rows, threshold)
         clock = time.perf_counter()
-        missing_extras = _fill_in_extras(client, table, result, outputs, progress)
+        missing_extras = _fill_in_extras(client, ranked, result, outputs, progress)
         if options.store_results is not None and dicom_out is not None:
             from screen.dicomweb.store import store_flagged
 
-            stored = store_flagged(table.to_pylist(), {e.series.key: e.series for e in
-                                                       result.eligible},
+            stored = store_flagged(ranked, {e.series.key: e.series for e in result.eligible},
                                    dicom_out, options.store_results, progress.on_notice)
             store.write(stored)  # so that a resumed run knows what is still to be stored
             rows += stored
-            table = worklist.finalise(rows, threshold)
+            ranked = worklist.finalise(rows, threshold)
         if options.review_dir is not None:
-            _review_top(client, table, result, options.review_top, outputs)
+            _review_top(client, ranked, result, options.review_top, outputs)
         if options.review_dir is not None or options.dicom_out is not None:
             seconds["review"] = time.perf_counter() - clock
         worker_rss = client.run(peak_rss_mib)
@@ -245,18 +245,19 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         extra["pacs"] = str(options.pacs.address)  # its address only: no credentials
     if pseudonymizer is not None:
         extra = indexing.private_provenance(extra, pseudonymizer)
-    worklist.write_worklist(table, out, extra)
+    worklist.write_worklist(ranked, out, extra)
     if last_run is not None:
-        last_run.save(table.to_pylist(), result.errors)
+        last_run.save(ranked, result.errors)
     if options.review_dir is not None:
         from screen.review import ViewerLink, write_index
+        from screen.worklist_row import to_table
 
         viewer = ViewerLink(options.viewer_url) if options.viewer_url else None
-        write_index(options.review_dir, table, viewer=viewer, threshold=threshold)
+        write_index(options.review_dir, to_table(ranked), viewer=viewer, threshold=threshold)
     seconds["write"] = time.perf_counter() - clock
     if pseudonymizer is not None:
         hide_in_logs(None)  # this sweep's messages are all out
-    statuses = table["status"].to_pylist()
+    statuses = [r.status for r in ranked]
     return ScanSummary(
         files_found=result.files_found, series=len(result.entries),
         # Counted once the pixels have had their say: a series ruled out by its content in the
@@ -264,7 +265,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         eligible=len(result.eligible), resumed=len({e.series.key for e in result.eligible} & done),
         rejected_by_rule=result.rejected_by_rule, errors_by_stage=result.errors_by_stage,
         scored=statuses.count("ok"), failed=statuses.count("error"),
-        flagged=sum(1 for f in table["flagged"].to_pylist() if f),
+        flagged=sum(1 for r in ranked if r.flagged),
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
         seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
         abdominal_rejected_for_geometry=result.abdominal_rejected_for_geometry,
@@ -284,7 +285,7 @@ def _check_detector(client: Client, spec: DetectorSpec) -> None:
                          f"--precision {spec.precision}: {problem}")
 
 
-def _with_what_loading_found(result: indexing.IndexResult, rows: list[dict[str, object]]
+def _with_what_loading_found(result: indexing.IndexResult, rows: list[WorklistRow]
                              ) -> indexing.IndexResult:
     """The index result with what screening learnt from the pixels: series whose content
     ruled them out, and, for series scored without some damaged slices, those slices gone
@@ -293,24 +294,24 @@ def _with_what_loading_found(result: indexing.IndexResult, rows: list[dict[str, 
     ruled_out = worklist.rejected(rows)
     if ruled_out:
         result = indexing.with_content_decisions(result, ruled_out)
-    noted = {str(r[worklist.KEY_COLUMN]): r for r in rows
-             if r["status"] == "ok" and (r.get("warnings") or r.get(worklist.LEFT_OUT_COLUMN))}
+    noted = {r.series_key: r for r in rows
+             if r.status == OK and (r.warnings or r.left_out_sop_instance_uids)}
     if not noted:
         return result
     entries = []
     for entry in result.entries:
         row = noted.get(entry.series.key)
         if row is not None:
-            left_out = set(row.get(worklist.LEFT_OUT_COLUMN) or ())
+            left_out = set(row.left_out_sop_instance_uids)
             kept = tuple(i for i in entry.series.instances if i.sop_instance_uid not in left_out)
             entry = replace(entry, series=replace(entry.series, instances=kept or
                                                   entry.series.instances),
-                            warnings=entry.warnings + tuple(row.get("warnings") or ()))
+                            warnings=entry.warnings + row.warnings)
         entries.append(entry)
     return replace(result, entries=tuple(entries))
 
 
-def _fill_in_extras(client: Client, table, result: indexing.IndexResult,
+def _fill_in_extras(client: Client, ranked: list[WorklistRow], result: indexing.IndexResult,
                     outputs: SeriesOutputs, progress: ScanProgress) -> tuple[str, ...]:
     """Review pages and DICOM asked for but absent for a flagged series (a series resumed from
     a sweep run without them, or whose writing failed, a full disk say) are written now; the
@@ -318,19 +319,17 @@ def _fill_in_extras(client: Client, table, result: indexing.IndexResult,
     if outputs.review_dir is None and outputs.dicom_out is None:
         return ()
     by_key = {e.series.key: e for e in result.eligible}
-    flagged = [r for r in table.to_pylist() if r["status"] == "ok" and r["flagged"]
-               and r[worklist.KEY_COLUMN] in by_key]
-    lacking = [r for r in flagged if _missing_extras(by_key[r[worklist.KEY_COLUMN]].series,
-                                                     outputs)]
+    flagged = [r for r in ranked if r.status == OK and r.flagged and r.series_key in by_key]
+    lacking = [r for r in flagged if _missing_extras(by_key[r.series_key].series, outputs)]
     if not lacking:
         return ()
     progress.on_notice(f"writing the review pages or DICOM missing for {len(lacking)} flagged "
                        "series")
-    futures = [client.submit(write_extras_again, by_key[r[worklist.KEY_COLUMN]].series, r,
-                             outputs, pure=False) for r in lacking]
+    futures = [client.submit(write_extras_again, by_key[r.series_key].series, r, outputs,
+                             pure=False) for r in lacking]
     wait(futures)
-    still = tuple(r[worklist.KEY_COLUMN] for r in lacking
-                  if _missing_extras(by_key[r[worklist.KEY_COLUMN]].series, outputs))
+    still = tuple(r.series_key for r in lacking
+                  if _missing_extras(by_key[r.series_key].series, outputs))
     if still:
         progress.on_notice(f"{len(still)} flagged series still lack their review page or DICOM "
                            f"(run the sweep again to retry): {', '.join(still)}")
@@ -393,15 +392,15 @@ class _Rows:
     def __init__(self, store: worklist.PartStore, progress: ScanProgress, threshold: float,
                  finished: int, total: int) -> None:
         self._store, self._progress, self._threshold = store, progress, threshold
-        self._buffered: list[dict[str, object]] = []
+        self._buffered: list[WorklistRow] = []
         self._last_flush = time.monotonic()
         self.finished, self.total, self.flagged, self.errors = finished, total, 0, 0
 
-    def add(self, row: dict[str, object]) -> None:
+    def add(self, row: WorklistRow) -> None:
         self._buffered.append(row)
         self.finished += 1
         self.flagged += worklist.flagged_count([row], self._threshold)
-        self.errors += row["status"] == "error"
+        self.errors += row.status == ERROR
 
     def report(self) -> None:
         self._progress.on_series(self.finished, self.total, self.flagged, self.errors)
@@ -428,14 +427,14 @@ def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesO
                          resources={"GPU": 1})
 
 
-def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
-                outputs: SeriesOutputs) -> None:
+def _review_top(client: Client, ranked: list[WorklistRow], result: indexing.IndexResult,
+                top: int, outputs: SeriesOutputs) -> None:
     """Key images for the ``top`` highest-scoring series that were not flagged (flagged ones
     have theirs already, drawn while their volume was in memory)."""
-    rows = worklist.highest_unflagged(table.to_pylist(), top)
+    rows = worklist.highest_unflagged(ranked, top)
     by_key = {e.series.key: e for e in result.eligible}
-    futures = [client.submit(review_series, by_key[r[worklist.KEY_COLUMN]].series, r, outputs,
-                             pure=False) for r in rows if r[worklist.KEY_COLUMN] in by_key]
+    futures = [client.submit(review_series, by_key[r.series_key].series, r, outputs,
+                             pure=False) for r in rows if r.series_key in by_key]
     for future in futures:
         try:
             future.result()
@@ -443,7 +442,7 @@ def _review_top(client: Client, table, result: indexing.IndexResult, top: int,
             logger.warning("could not draw review images: %s", exc)
 
 
-def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> dict[str, object]:
+def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> WorklistRow:
     """The row a task returned, or an error row when the task itself was lost."""
     try:
         return future.result()
@@ -458,4 +457,4 @@ def _row_of(future: Future, entry: InventoryEntry, outputs: SeriesOutputs) -> di
         if pseudonymizer is None:
             return row
         indexing.observe_identity(pseudonymizer, entry.series)
-        return pseudonymizer.pseudonymize_row(row)
+        return pseudonymizer.pseudonymize_worklist_row(row)

@@ -1,5 +1,6 @@
-"""The Parquet files `screen` writes: the worklist's and errors' schemas (the inventory's lives
-with the index), and one way to write them safely.
+"""The Parquet files `screen` writes: the errors' schema (the worklist's is derived from its
+record in `worklist_row.py`, the inventory's lives with the index), and one way to write them
+safely.
 
 Every table is written whole to a temporary file beside its destination, flushed to disk and
 renamed over it, so a reader never sees half a file and a crash never leaves one. Each
@@ -31,36 +32,6 @@ ERRORS_SCHEMA = pa.schema(
         pa.field("error", pa.string(), nullable=False),
     ]
 )
-
-WORKLIST_SCHEMA = pa.schema(
-    [
-        pa.field("rank", pa.int32()),
-        pa.field("score", pa.float32()),
-        pa.field("flagged", pa.bool_()),
-        pa.field("patient_id", pa.string()),
-        pa.field("accession_number", pa.string()),
-        pa.field("study_instance_uid", pa.string()),
-        pa.field("series_instance_uid", pa.string()),
-        # A date (Parquet date32): DuckDB, polars and pandas read it as a plain date column.
-        pa.field("study_date", pa.date32()),
-        pa.field("series_description", pa.string()),
-        pa.field("lesion_x_mm", pa.float32()),
-        pa.field("lesion_y_mm", pa.float32()),
-        pa.field("lesion_z_mm", pa.float32()),
-        pa.field("lesion_diameter_mm", pa.float32()),
-        pa.field("lesion_location", pa.string()),
-        pa.field("key_sop_instance_uid", pa.string()),
-        pa.field("pancreas_found", pa.bool_()),
-        pa.field("pancreas_volume_ml", pa.float32()),
-        pa.field("model", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("backend", pa.string()),
-        pa.field("precision", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-    ]
-)
-
 
 def dicom_date(text: str | None) -> date | None:
     """DICOM's YYYYMMDD as a date; None for an empty or impossible one (archives hold both)."""

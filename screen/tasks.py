@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from screen import index as indexing
 from screen import worklist
 from screen.cluster import worker_detector
+from screen.metrics import is_flagged
 from screen.pseudonym import Pseudonymizer
 from screen.records import Series, Volume
+from screen.worklist_row import WorklistRow
 
 if TYPE_CHECKING:
     from screen.dicomweb import PacsSource
@@ -39,20 +41,32 @@ class SeriesOutputs:
         return Pseudonymizer(self.pseudonym_key) if self.pseudonym_key else None
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedVolume:
+    """The series' volume, and how long loading it took."""
+
+    volume: Volume
+    seconds: float
+
 
 @dataclass(frozen=True, slots=True)
 class NotAbdominal:
     """The tags did not name the abdomen and the pixels do not show one."""
 
     reason: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
-class Loaded:
-    """What loading a series gave: its volume, or why there is none, and how long it took."""
+class LoadFailed:
+    """Why the series could not be loaded, in one line."""
 
-    outcome: Volume | NotAbdominal | str
+    reason: str
     seconds: float
+
+
+# What loading a series gave: its volume, or why there is none; each with how long it took.
+Loaded = LoadedVolume | NotAbdominal | LoadFailed
 
 
 def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -> Loaded:
@@ -64,21 +78,22 @@ def load_series(series: Series, confirm: bool, pacs: PacsSource | None = None) -
     try:
         volume = load_volume(series, read=pacs.reader(series) if pacs else read_dataset)
     except VolumeError as exc:
-        return Loaded(f"could not be loaded: {exc}", time.perf_counter() - start)
+        return LoadFailed(f"could not be loaded: {exc}", time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a strange file costs its series, not a traceback
-        return Loaded(f"could not be loaded: {type(exc).__name__}: {' '.join(str(exc).split())}",
-                      time.perf_counter() - start)
+        return LoadFailed(f"could not be loaded: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}", time.perf_counter() - start)
     if confirm:
         abdominal, why = looks_abdominal(volume)
         if not abdominal:
             reason = f"no tag names the abdomen and the image does not show one: {why}"
-            return Loaded(NotAbdominal(reason), time.perf_counter() - start)
-    return Loaded(volume, time.perf_counter() - start)
+            return NotAbdominal(reason, time.perf_counter() - start)
+    return LoadedVolume(volume, time.perf_counter() - start)
 
 
-def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dict[str, object]:
+def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> WorklistRow:
     """The series' worklist row; for a flagged series also its review images and DICOM."""
     from screen.detect.detector import analyse
+    from screen.monitor.intake import measure_intake
 
     detector = worker_detector()
     producer = worklist.Producer(detector.card.name, detector.card.version,
@@ -87,42 +102,40 @@ def detect_series(series: Series, loaded: Loaded, outputs: SeriesOutputs) -> dic
     if pseudonymizer is not None:
         indexing.observe_identity(pseudonymizer, series)
 
-    def private(row: dict[str, object]) -> dict[str, object]:
-        return pseudonymizer.pseudonymize_row(row) if pseudonymizer else row
+    def private(row: WorklistRow) -> WorklistRow:
+        return pseudonymizer.pseudonymize_worklist_row(row) if pseudonymizer else row
 
-    volume = loaded.outcome
-    timing: dict[str, object] = {"load_seconds": loaded.seconds}
-    if isinstance(volume, str):
-        return private(worklist.row(series, producer, error=volume) | timing)
-    if isinstance(volume, NotAbdominal):
-        return private(worklist.row(series, producer, error=volume.reason,
-                                    status=worklist.REJECTED) | timing)
+    if isinstance(loaded, LoadFailed):
+        return private(worklist.row(series, producer, error=loaded.reason,
+                                    load_seconds=loaded.seconds))
+    if isinstance(loaded, NotAbdominal):
+        return private(worklist.row(series, producer, error=loaded.reason,
+                                    status=worklist.REJECTED, load_seconds=loaded.seconds))
+    volume = loaded.volume
     start = time.perf_counter()
     try:
         analysis = analyse(volume, detector)
     except Exception as exc:  # noqa: BLE001 - the reason goes into the row, not a traceback
         reason = f"detector failed: {type(exc).__name__}: {exc}"
         logger.info("series %s: %s", series.key, reason)
-        return private(worklist.row(series, producer, error=reason) | timing)
-    timing["detect_seconds"] = time.perf_counter() - start
+        return private(worklist.row(series, producer, error=reason, load_seconds=loaded.seconds))
+    detect_seconds = time.perf_counter() - start
     detection = analysis.detection
     key_uid = volume.slice_uids[detection.key_slice] if detection.key_slice is not None else None
     by_path = {i.path: i.sop_instance_uid for i in series.instances}
     warnings = [pseudonymizer.pseudonymize_text(w) or "" for w in volume.warnings] \
         if pseudonymizer else list(volume.warnings)
-    from screen.monitor.intake import measure_intake
-
     row = private(worklist.row(series, producer, detection, key_sop_instance_uid=key_uid,
                                warnings=warnings,
                                left_out=[by_path[p] for p in volume.left_out if p in by_path],
-                               intake=measure_intake(volume, analysis).as_row())
-                  | timing)
-    if worklist.is_flagged(detection.score, outputs.threshold):
+                               intake=measure_intake(volume, analysis),
+                               load_seconds=loaded.seconds, detect_seconds=detect_seconds))
+    if is_flagged(detection.score, outputs.threshold):
         _write_extras(series, volume, analysis, row, outputs)
     return row
 
 
-def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, object],
+def _write_extras(series: Series, volume: Volume, analysis, row: WorklistRow,
                   outputs: SeriesOutputs) -> None:
     """Review images and DICOM objects; a failure here is logged, never loses the row (the
     end of the sweep finds what is missing and tries again, see _fill_in_extras)."""
@@ -151,13 +164,13 @@ def _write_extras(series: Series, volume: Volume, analysis, row: dict[str, objec
                     type(exc).__name__, exc)
 
 
-def write_extras_again(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+def write_extras_again(series: Series, row: WorklistRow, outputs: SeriesOutputs) -> None:
     """Review images and DICOM for a flagged series scored earlier, from its pixels again."""
     from screen.detect.detector import analyse
 
     loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        _write_extras(series, loaded.outcome, analyse(loaded.outcome, worker_detector()), row,
+    if isinstance(loaded, LoadedVolume):
+        _write_extras(series, loaded.volume, analyse(loaded.volume, worker_detector()), row,
                       outputs)
 
 
@@ -178,18 +191,18 @@ def check_detector() -> str | None:
     return None
 
 
-def review_series(series: Series, row: dict[str, object], outputs: SeriesOutputs) -> None:
+def review_series(series: Series, row: WorklistRow, outputs: SeriesOutputs) -> None:
     """Key images for a series scored earlier (the top N that were not flagged)."""
     from screen.detect.detector import analyse
     from screen.review import render_series
 
     loaded = load_series(series, confirm=False, pacs=outputs.pacs)
-    if isinstance(loaded.outcome, Volume):
-        analysis = analyse(loaded.outcome, worker_detector())
-        render_series(outputs.review_dir, series, loaded.outcome, analysis, row)
+    if isinstance(loaded, LoadedVolume):
+        analysis = analyse(loaded.volume, worker_detector())
+        render_series(outputs.review_dir, series, loaded.volume, analysis, row)
 
 
-def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> dict[str, object]:
+def screen_series(series: Series, confirm: bool, outputs: SeriesOutputs) -> WorklistRow:
     return detect_series(series, load_series(series, confirm, outputs.pacs), outputs)
 
 

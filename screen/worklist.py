@@ -1,4 +1,6 @@
-"""Worklist rows, the part files a sweep writes as it goes, and the final ranked worklist.
+"""Worklist rows built from a series' detection, the part files a sweep writes as it goes,
+and the final ranked worklist. The row itself, and the file's schema, is
+:class:`screen.worklist_row.WorklistRow`.
 
 Rows are written in small atomic part files beside the output while the sweep runs, so a crash
 loses only the series in flight. `--resume` reads those parts back and skips every series
@@ -11,50 +13,31 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from screen import paths, tables
+from screen.metrics import is_flagged
+from screen.monitor.intake import Intake
 from screen.pseudonym import Pseudonymizer
 from screen.records import Detection, Series
+from screen.worklist_row import (
+    ERROR,
+    OK,
+    REJECTED,
+    SCHEMA,
+    WorklistRow,
+    from_table,
+    to_table,
+)
 
 logger = logging.getLogger(__name__)
-
-# Extra columns beyond the required schema: the key that makes every row unique even when a
-# series UID was missing or split, and the package hash that decides what --resume may reuse.
-KEY_COLUMN = "series_key"
-HASH_COLUMN = "model_sha256"
-LEFT_OUT_COLUMN = "left_out_sop_instance_uids"
-SCHEMA = pa.schema([
-    *tables.WORKLIST_SCHEMA,
-    pa.field(KEY_COLUMN, pa.string(), nullable=False),
-    pa.field(HASH_COLUMN, pa.string()),
-    # Where the time went for this series, for capacity planning.
-    pa.field("load_seconds", pa.float32()),
-    pa.field("detect_seconds", pa.float32()),
-    # What the reader should know about how the series was scored (slices left out, gaps
-    # interpolated), and the slices left out, so that the inventory can say which were used.
-    pa.field("warnings", pa.list_(pa.string())),
-    pa.field(LEFT_OUT_COLUMN, pa.list_(pa.string())),
-    # Whether a flagged series' SR and SEG reached the PACS (--store-results), and why not;
-    # null where nothing was to be stored.
-    pa.field("stored", pa.bool_()),
-    pa.field("store_error", pa.string()),
-    # What came in, for `screen monitor` to compare sweeps without reading pixels again: from
-    # the headers, and measured on the volume while it was in memory (screen.monitor.intake).
-    pa.field("slice_thickness_mm", pa.float32()),
-    pa.field("convolution_kernel", pa.string()),
-    pa.field("scanner", pa.string()),
-    pa.field("aorta_hu", pa.float32()),
-    pa.field("contrast_phase", pa.string()),
-    pa.field("pancreas_hu", pa.float32()),
-])
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,67 +51,68 @@ class Producer:
     precision: str
 
 
-REJECTED = "rejected"  # kept in part files for --resume, never in the final worklist
-
-
 def row(series: Series, producer: Producer, detection: Detection | None = None,
         key_sop_instance_uid: str | None = None, error: str | None = None,
-        status: str = "error", warnings: Sequence[str] = (),
-        left_out: Sequence[str] = (), intake: Mapping[str, object] | None = None
-        ) -> dict[str, object]:
+        status: str = ERROR, warnings: Sequence[str] = (),
+        left_out: Sequence[str] = (), intake: Intake | None = None,
+        load_seconds: float | None = None, detect_seconds: float | None = None
+        ) -> WorklistRow:
     """One worklist row: scored when ``detection`` is given, else ``status`` with its reason.
 
     ``status`` is ``error``, or ``rejected`` for a series whose image content showed it is
     not an abdomen after all (it leaves the worklist and is marked so in the inventory).
     ``warnings`` say what the loading of a scored series had to make good; ``left_out``
-    holds the SOPInstanceUIDs of the slices it left out.
-    ``intake`` holds what was measured on the volume (``Intake.as_row()``).
+    holds the SOPInstanceUIDs of the slices it left out. ``intake`` holds what was measured
+    on the volume; ``load_seconds`` and ``detect_seconds`` where the time went.
     """
     if (detection is None) == (error is None):
         raise ValueError("a worklist row needs either a detection or an error, not both")
-    if status not in ("error", REJECTED):
+    if status not in (ERROR, REJECTED):
         raise ValueError(f"status of an unscored row must be 'error' or 'rejected', not {status!r}")
     first = series.first
-    base: dict[str, object] = {
-        "rank": None,
-        "flagged": None,
-        "patient_id": first.patient_id,
-        "accession_number": first.accession_number,
-        "study_instance_uid": first.study_instance_uid,
-        "series_instance_uid": first.series_instance_uid,
-        "study_date": tables.dicom_date(first.study_date),
-        "series_description": first.series_description,
-        "model": producer.model,
-        "model_version": producer.model_version,
-        "backend": producer.backend,
-        "precision": producer.precision,
-        KEY_COLUMN: series.key,
-        HASH_COLUMN: producer.model_sha256,
-        "warnings": list(warnings),
-        LEFT_OUT_COLUMN: list(left_out),
-        "slice_thickness_mm": first.slice_thickness or series.geometry.slice_spacing_mm or None,
-        "convolution_kernel": first.convolution_kernel or None,
-        "scanner": " ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v) or None,
-    }
+    # What every row of the series says, scored or not.
+    described = partial(
+        WorklistRow,
+        patient_id=first.patient_id,
+        accession_number=first.accession_number,
+        study_instance_uid=first.study_instance_uid,
+        series_instance_uid=first.series_instance_uid,
+        study_date=tables.dicom_date(first.study_date),
+        series_description=first.series_description,
+        model=producer.model,
+        model_version=producer.model_version,
+        backend=producer.backend,
+        precision=producer.precision,
+        series_key=series.key,
+        model_sha256=producer.model_sha256,
+        load_seconds=load_seconds,
+        detect_seconds=detect_seconds,
+        warnings=tuple(warnings),
+        left_out_sop_instance_uids=tuple(left_out),
+        slice_thickness_mm=first.slice_thickness or series.geometry.slice_spacing_mm or None,
+        convolution_kernel=first.convolution_kernel or None,
+        scanner=" ".join(v for v in (first.manufacturer, first.manufacturer_model_name) if v)
+        or None,
+    )
     if detection is None:
         # A reason may name a file whose name is not UTF-8: written as paths are.
-        return base | {"status": status, "error": paths.to_text(str(error)), "score": None,
-                       "pancreas_found": None, "pancreas_volume_ml": None}
+        return described(status=status, error=paths.to_text(str(error)))
     centre = detection.lesion_center_lps
-    return base | {
-        "status": "ok",
-        "error": None,
-        "score": detection.score,
-        "pancreas_found": detection.pancreas_found,
-        "pancreas_volume_ml": detection.pancreas_volume_ml,
-        "lesion_x_mm": centre[0] if centre else None,
-        "lesion_y_mm": centre[1] if centre else None,
-        "lesion_z_mm": centre[2] if centre else None,
-        "lesion_diameter_mm": detection.lesion_diameter_mm,
-        "lesion_location": detection.lesion_location.value if detection.lesion_location else None,
-        "key_sop_instance_uid": key_sop_instance_uid,
-        **(intake or {}),
-    }
+    return described(
+        status=OK,
+        score=detection.score,
+        pancreas_found=detection.pancreas_found,
+        pancreas_volume_ml=detection.pancreas_volume_ml,
+        lesion_x_mm=centre[0] if centre else None,
+        lesion_y_mm=centre[1] if centre else None,
+        lesion_z_mm=centre[2] if centre else None,
+        lesion_diameter_mm=detection.lesion_diameter_mm,
+        lesion_location=detection.lesion_location.value if detection.lesion_location else None,
+        key_sop_instance_uid=key_sop_instance_uid,
+        aorta_hu=intake.aorta_hu if intake else None,
+        contrast_phase=intake.contrast_phase if intake else None,
+        pancreas_hu=intake.pancreas_hu if intake else None,
+    )
 
 
 PSEUDONYMIZED_WITH = "pseudonymized_with"  # provenance: the key's fingerprint, or "no"
@@ -177,30 +161,26 @@ class PartStore:
         except (IndexError, ValueError):
             return 0
 
-    def write(self, rows: Sequence[dict[str, object]]) -> None:
+    def write(self, rows: Sequence[WorklistRow]) -> None:
         if not rows:
             return
-        table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-        tables.write_atomic(table, self.folder / f"part-{self._next:06d}.parquet",
+        tables.write_atomic(to_table(rows), self.folder / f"part-{self._next:06d}.parquet",
                             self._provenance())
         self._next += 1
 
-    def read(self) -> pa.Table:
+    def read(self) -> list[WorklistRow]:
+        """Every row of every part, in the order they were written."""
         parts = sorted(self.folder.glob("part-*.parquet"), key=self._number)
-        if not parts:
-            return SCHEMA.empty_table()
-        return pa.concat_tables(_read_part(p) for p in parts)
+        return [r for p in parts for r in from_table(_read_part(p))]
 
     def done(self, model_sha256: str) -> set[str]:
         """Series already scored, or rejected by content, by this exact model package;
         ValueError if the parts were pseudonymised otherwise than this run's rows will be."""
         self.check_resumable()
-        table = self.read()
-        mask = pc.and_(pc.equal(table[HASH_COLUMN], model_sha256),
-                       pc.is_in(table["status"], pa.array(["ok", REJECTED])))
-        return set(table.filter(mask)[KEY_COLUMN].to_pylist())
+        return {r.series_key for r in self.read()
+                if r.model_sha256 == model_sha256 and r.status in (OK, REJECTED)}
 
-    def compact(self, rows: Sequence[dict[str, object]]) -> None:
+    def compact(self, rows: Sequence[WorklistRow]) -> None:
         """Replace every part by one holding ``rows``, so parts do not pile up over sweeps."""
         old = sorted(self.folder.glob("part-*.parquet"))
         self.write(rows)
@@ -234,44 +214,39 @@ def _read_part(path: Path) -> pa.Table:
         return table.set_column(table.schema.get_field_index("study_date"), SCHEMA.field("study_date"), dates)
 
 
-def finalise(rows: Iterable[dict[str, object]], threshold: float) -> pa.Table:
-    """One row per series (the last written wins), flagged at ``threshold`` and ranked."""
-    latest: dict[str, dict[str, object]] = {}
+def finalise(rows: Iterable[WorklistRow], threshold: float) -> list[WorklistRow]:
+    """One row per series (the last written wins), flagged at ``threshold`` and ranked: the
+    scored ones by :func:`rank_order`, then the errors by series key."""
+    latest: dict[str, WorklistRow] = {}
     for r in rows:
-        latest[str(r[KEY_COLUMN])] = dict(r)
-    scored = [r for r in latest.values() if r["status"] == "ok"]
-    failed = [r for r in latest.values() if r["status"] == "error"]
-    scored.sort(key=rank_order)
-    failed.sort(key=lambda r: str(r[KEY_COLUMN]))
-    for rank, r in enumerate(scored, start=1):
-        r["rank"] = rank
-        r["flagged"] = is_flagged(r["score"], threshold)
-    for r in failed:
-        r["rank"], r["flagged"] = None, None
-    return pa.Table.from_pylist(scored + failed, schema=SCHEMA)
+        latest[r.series_key] = r
+    scored = sorted((r for r in latest.values() if r.status == OK), key=rank_order)
+    failed = sorted((r for r in latest.values() if r.status == ERROR), key=lambda r: r.series_key)
+    return ([r.ranked(rank, is_flagged(r.score, threshold))  # type: ignore[arg-type]
+             for rank, r in enumerate(scored, start=1)]
+            + [r.ranked(None, None) for r in failed])
 
 
-def rank_order(r: dict[str, object]) -> tuple[float, str, str]:
+def rank_order(r: WorklistRow) -> tuple[float, str, str]:
     """The one ranking of the worklist: highest score first, as the worklist stores it (in
     float32, so that two scores that read the same rank as equal), then equal scores by
     SeriesInstanceUID and, for series without one or split from one, by series key: every
     run ranks the same rows the same way, whatever order they were scored in."""
-    return (-float(np.float32(r["score"])), str(r["series_instance_uid"] or ""),
-            str(r[KEY_COLUMN]))
+    return (-float(np.float32(r.score)), r.series_instance_uid or "", r.series_key)
 
 
-def highest_unflagged(ranked: Sequence[dict[str, object]], n: int) -> list[dict[str, object]]:
+def highest_unflagged(ranked: Sequence[WorklistRow], n: int) -> list[WorklistRow]:
     """The ``n`` highest-scoring scored series that were not flagged, from ranked rows."""
-    return [r for r in ranked if r["status"] == "ok" and not r["flagged"]][:n]
+    return [r for r in ranked if r.status == OK and not r.flagged][:n]
 
 
-def rejected(rows: Iterable[dict[str, object]]) -> dict[str, str]:
+def rejected(rows: Iterable[WorklistRow]) -> dict[str, str]:
     """Series key -> reason, for series whose image content ruled them out."""
-    return {str(r[KEY_COLUMN]): str(r["error"]) for r in rows if r["status"] == REJECTED}
+    return {r.series_key: str(r.error) for r in rows if r.status == REJECTED}
 
 
-def write_worklist(table: pa.Table, out: Path, extra: dict[str, object]) -> None:
-    tables.write_atomic(table, out, extra)
+def write_worklist(rows: Sequence[WorklistRow], out: Path, extra: dict[str, object]) -> None:
+    tables.write_atomic(to_table(rows), out, extra)
 
 
 def check_threshold(threshold: float) -> float:
@@ -280,11 +255,5 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
-def is_flagged(score: object, threshold: float) -> bool:
-    """``score >= threshold`` as the worklist stores them: in float32, so that a score read
-    back from a part file is flagged exactly as it was when it was computed."""
-    return bool(np.float32(score) >= np.float32(threshold))
-
-
-def flagged_count(rows: Iterable[dict[str, object]], threshold: float) -> int:
-    return sum(1 for r in rows if r["status"] == "ok" and is_flagged(r["score"], threshold))
+def flagged_count(rows: Iterable[WorklistRow], threshold: float) -> int:
+    return sum(1 for r in rows if r.status == OK and is_flagged(r.score, threshold))  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from rich.console import Console
 
 from screen.evaluate import evaluate, plot_roc, render_table
 from screen.metrics import SizeBin, wilson_interval
-from screen.tables import WORKLIST_SCHEMA
 from screen.truth import TRUTH_COLUMNS, read_truth
+from screen.worklist_row import REQUIRED_SCHEMA as WORKLIST_SCHEMA
 
 LOCATIONS = ("head", "body", "tail")
 DIAMETERS = (6.0, 15.0, 30.0)  # one per size stratum

@@ -15,7 +15,7 @@ from screen.metrics import cohen_kappa
 from screen.review import decisions
 from screen.review.decisions import Decision, Verdict
 from screen.tables import write_atomic
-from screen.worklist import SCHEMA
+from screen.worklist_row import SCHEMA
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 

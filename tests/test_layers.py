@@ -22,7 +22,8 @@ SOURCE = Path(__file__).resolve().parents[1] / "screen"
 LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("records and geometry", (("screen", "screen.records", "screen.geometry", "screen.atomic",
                                "screen.memory", "screen.metrics", "screen.gpus",
-                               "screen.file_names", "screen.paths", "screen.outputs"),)),
+                               "screen.file_names", "screen.paths", "screen.outputs",
+                               "screen.worklist_row"),)),
     ("I/O: crawl, headers, selection, volumes, tables, truth, synthetic archives", (
         ("screen.crawl", "screen.header_scan", "screen.headers", "screen.series", "screen.select",
          "screen.rules", "screen.index", "screen.pseudonym", "screen.volume", "screen.tables",

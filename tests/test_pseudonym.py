@@ -21,7 +21,7 @@ from screen.pseudonym import (
     find_identifiers,
     read_key_file,
 )
-from screen.worklist import SCHEMA
+from screen.worklist_row import SCHEMA, WorklistRow
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -228,10 +228,11 @@ def test_log_messages_are_pseudonymised_in_every_logger(caplog: pytest.LogCaptur
     assert "plain /exports/HO1270000" in caplog.text
 
 
-def _part_rows() -> list[dict[str, object]]:
+def _part_rows() -> list[WorklistRow]:
     base = {name: None for name in SCHEMA.names}
-    return [base | {"score": 0.5, "patient_id": "P-0000000000000000", "series_key": "1.2.3",
-                    "status": "ok", "model_sha256": "abc"}]
+    return [WorklistRow.from_dict(base | {
+        "score": 0.5, "patient_id": "P-0000000000000000", "series_key": "1.2.3", "status": "ok",
+        "model_sha256": "abc"})]
 
 
 @pytest.mark.parametrize("first, second, words", [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from screen import worklist
 from screen.records import Detection, Geometry, Instance, Series
+from screen.worklist_row import WorklistRow
 
 GEOMETRY = Geometry(True, "axial", 0.0, True, True, 2.5, 2.5, 2.5, True, True, 0.0, 300.0)
 
@@ -20,7 +21,7 @@ def _series(key: str, uid: str) -> Series:
 PRODUCER = worklist.Producer("m", "1", "abc", "onnxruntime", "fp32")
 
 
-def _row(key: str, uid: str, score: float) -> dict[str, object]:
+def _row(key: str, uid: str, score: float) -> WorklistRow:
     return worklist.row(_series(key, uid), PRODUCER, Detection(score, True, 50.0))
 
 
@@ -32,25 +33,25 @@ def test_flags_survive_the_part_files(tmp_path: Path) -> None:
     live = worklist.flagged_count(rows, threshold)
     store = worklist.PartStore(tmp_path / "worklist.parquet")
     store.write(rows)
-    table = worklist.finalise(store.read().to_pylist(), threshold)
-    assert live == sum(table["flagged"].to_pylist()) == 1
+    table = worklist.finalise(store.read(), threshold)
+    assert live == sum(r.flagged for r in table) == 1
 
 
 def test_equal_scores_rank_by_uid_and_the_newest_row_wins() -> None:
     rows = [_row("b", "1.9", 0.5), _row("a", "1.1", 0.5), _row("c", "1.5", 0.9),
             _row("b", "1.9", 0.6)]  # a rerun of b
-    table = worklist.finalise(rows, 0.55).to_pylist()
-    assert [r["series_key"] for r in table] == ["c", "b", "a"]
-    assert [r["rank"] for r in table] == [1, 2, 3]
-    assert [r["flagged"] for r in table] == [True, True, False]
+    table = worklist.finalise(rows, 0.55)
+    assert [r.series_key for r in table] == ["c", "b", "a"]
+    assert [r.rank for r in table] == [1, 2, 3]
+    assert [r.flagged for r in table] == [True, True, False]
 
 
 def test_errors_and_content_rejections(tmp_path: Path) -> None:
     failed = worklist.row(_series("e", "1.7"), PRODUCER, error="could not be loaded: gap")
     ruled_out = worklist.row(_series("r", "1.8"), PRODUCER, error="no abdomen",
                              status=worklist.REJECTED)
-    table = worklist.finalise([_row("a", "1.1", 0.3), failed, ruled_out], 0.5).to_pylist()
-    assert [(r["series_key"], r["status"], r["rank"]) for r in table] == [
+    table = worklist.finalise([_row("a", "1.1", 0.3), failed, ruled_out], 0.5)
+    assert [(r.series_key, r.status, r.rank) for r in table] == [
         ("a", "ok", 1), ("e", "error", None)]
     store = worklist.PartStore(tmp_path / "w.parquet")
     store.write([failed, ruled_out])
@@ -65,7 +66,7 @@ def test_equal_scores_rank_the_same_whatever_order_they_come_in() -> None:
 
     tied = [_row("k3", "1.3", 0.9485356), _row("k1", "1.1", 0.94853560000001),
             _row("k2", "1.2", 0.9485356), _row("k0", None, 0.9485356)]
-    orders = {tuple(r["series_key"] for r in worklist.finalise(list(p), 0.5).to_pylist())
+    orders = {tuple(r.series_key for r in worklist.finalise(list(p), 0.5))
               for p in itertools.permutations(tied)}
     assert orders == {("k0", "k1", "k2", "k3")}
 
@@ -75,9 +76,9 @@ def test_warnings_and_left_out_slices_survive_the_part_files(tmp_path: Path) -> 
                        warnings=["/a/IM5: pixel data is damaged: left out"], left_out=["a.5"])
     store = worklist.PartStore(tmp_path / "worklist.parquet")
     store.write([row, _row("b", "1.2", 0.3)])
-    table = worklist.finalise(store.read().to_pylist(), 0.5).to_pylist()
-    assert [(r["warnings"], r[worklist.LEFT_OUT_COLUMN]) for r in table] == [
-        (["/a/IM5: pixel data is damaged: left out"], ["a.5"]), ([], [])]
+    table = worklist.finalise(store.read(), 0.5)
+    assert [(r.warnings, r.left_out_sop_instance_uids) for r in table] == [
+        (("/a/IM5: pixel data is damaged: left out",), ("a.5",)), ((), ())]
 
 
 def test_study_date_is_a_parquet_date_and_old_text_parts_resume(tmp_path: Path) -> None:
@@ -94,15 +95,15 @@ def test_study_date_is_a_parquet_date_and_old_text_parts_resume(tmp_path: Path) 
     instance = dataclasses.replace(series.first, study_date="20240229")
     dated = worklist.row(dataclasses.replace(series, instances=(instance,)), PRODUCER,
                          Detection(0.5, True, 50.0))
-    assert dated["study_date"] == datetime.date(2024, 2, 29)
+    assert dated.study_date == datetime.date(2024, 2, 29)
     assert tables.dicom_date("20230230") is None and tables.dicom_date("") is None
     store = worklist.PartStore(tmp_path / "worklist.parquet")
     store.write([dated])
     # A part from before the change, with the date as DICOM text, resumes as a date.
-    old = pa.Table.from_pylist([_row("b", "1.2", 0.2) | {"study_date": "20191231"}],
+    old = pa.Table.from_pylist([_row("b", "1.2", 0.2).as_dict() | {"study_date": "20191231"}],
                                schema=worklist._TEXT_DATE)
     pq.write_table(old, store.folder / "part-000099.parquet")
-    table = worklist.finalise(store.read().to_pylist(), 0.4)
+    table = worklist.finalise(store.read(), 0.4)
     out = tmp_path / "worklist.parquet"
     worklist.write_worklist(table, out, {})
     assert pq.read_schema(out).field("study_date").type == pa.date32()
@@ -113,7 +114,7 @@ def test_study_date_is_a_parquet_date_and_old_text_parts_resume(tmp_path: Path) 
 def test_review_top_takes_the_highest_scoring_series_that_were_not_flagged() -> None:
     rows = [_row(k, f"1.{n}", s) for n, (k, s) in enumerate(
         [("a", 0.95), ("b", 0.9), ("c", 0.85), ("d", 0.4), ("e", 0.3), ("f", 0.2)])]
-    ranked = worklist.finalise(rows, 0.8).to_pylist()
+    ranked = worklist.finalise(rows, 0.8)
     # Three are flagged: the top two unflagged lie below them, not among the first two rows.
-    assert [r["series_key"] for r in worklist.highest_unflagged(ranked, 2)] == ["d", "e"]
+    assert [r.series_key for r in worklist.highest_unflagged(ranked, 2)] == ["d", "e"]
     assert worklist.highest_unflagged(ranked, 0) == []

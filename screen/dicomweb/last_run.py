@@ -20,6 +20,7 @@ from pathlib import Path
 from screen.atomic import write_bytes_atomic
 from screen.dicomweb.source import Study
 from screen.records import FileError
+from screen.worklist_row import ERROR, WorklistRow
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,11 @@ class LastRun:
                  len(studies))
         return todo
 
-    def save(self, rows: Iterable[dict[str, object]], errors: Iterable[FileError]) -> None:
+    def save(self, rows: Iterable[WorklistRow], errors: Iterable[FileError]) -> None:
         """Remember the listed studies, less those with a series in error."""
         # A study is done when every series has its score and every result reached the PACS.
-        incomplete = {str(r["study_instance_uid"]) for r in rows
-                      if r["status"] == "error" or r.get("stored") is False}
+        incomplete = {str(r.study_instance_uid) for r in rows
+                      if r.status == ERROR or r.stored is False}
         for error in errors:
             match = _STUDY_IN_URL.search(error.path)
             if match:

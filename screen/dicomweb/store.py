@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from screen.dicomweb.address import DimseAddress, PacsAddress, is_pacs_address
 from screen.dicomweb.connection import BACKOFF_SECONDS, RETRIES, Connection, describe
 from screen.records import Series
+from screen.worklist_row import WorklistRow
 
 logger = logging.getLogger(__name__)
 
@@ -109,19 +110,19 @@ def _c_store(node: DimseAddress, datasets: list[Dataset]) -> None:
         association.release()
 
 
-def store_flagged(rows: Iterable[dict[str, object]], series: dict[str, Series],
+def store_flagged(rows: Iterable[WorklistRow], series: dict[str, Series],
                   dicom_out: Path, target: StoreTarget,
                   on_notice: Callable[[str], None] = lambda text: None
-                  ) -> list[dict[str, object]]:
+                  ) -> list[WorklistRow]:
     """The flagged rows not yet stored, each with ``stored`` and ``store_error`` set after
     trying to store its SR and SEG."""
     from screen.dicom_out.sources import output_path
 
-    updated: list[dict[str, object]] = []
+    updated: list[WorklistRow] = []
     for row in rows:
-        if not row.get("flagged") or row.get("stored") is True:
+        if not row.flagged or row.stored is True:
             continue
-        key = str(row["series_key"])
+        key = row.series_key
         files = [output_path(dicom_out, series[key], kind) for kind in KINDS] \
             if key in series else []
         files = [f for f in files if f.is_file()]
@@ -135,8 +136,8 @@ def store_flagged(rows: Iterable[dict[str, object]], series: dict[str, Series],
                 error = str(exc)
         if error:
             logger.warning("series %s: results not stored: %s", key, error)
-        updated.append(dict(row) | {"stored": error is None, "store_error": error})
-    failed = sum(1 for r in updated if not r["stored"])
+        updated.append(replace(row, stored=error is None, store_error=error))
+    failed = sum(1 for r in updated if not r.stored)
     if failed:
         on_notice(f"{failed} flagged series' results could not be stored in {target}; the "
                   "worklist says why (store_error), and a resumed run tries again")

@@ -26,15 +26,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from screen import tables
+from screen.worklist_row import OK, columns
 
 logger = logging.getLogger(__name__)
 
 SCORE_BINS = np.linspace(0.0, 1.0, 11)
 THICKNESS_BINS = np.array([0.0, 0.75, 1.25, 1.75, 2.25, 3.25, 4.5, 6.0, np.inf])  # mm
 EPSILON = 1e-4  # a share for empty bins, so that PSI stays finite
-COLUMNS = ("status", "score", "flagged", "pancreas_found", "series_key", "slice_thickness_mm",
-           "convolution_kernel", "contrast_phase", "scanner", "aorta_hu")
-INPUTS = ("slice_thickness_mm", "convolution_kernel", "contrast_phase", "scanner")
+# The worklist columns monitoring reads (those of them a sweep's worklist has: older ones lack
+# the inputs).
+INPUTS = columns("slice_thickness_mm", "convolution_kernel", "contrast_phase", "scanner")
+COLUMNS = columns("status", "score", "flagged", "pancreas_found", "series_key", *INPUTS,
+                  "aorta_hu")
 DEFAULT_PSI = 0.25
 
 
@@ -139,7 +142,7 @@ def read_sweep(path: Path) -> Sweep:
         raise ValueError(f"{path} is not a worklist: it has no score or status column")
     present = [c for c in COLUMNS if c in names]
     table = pq.read_table(path, columns=present)
-    ok = table.filter(pc.equal(table["status"], "ok"))
+    ok = table.filter(pc.equal(table["status"], OK))
     provenance = tables.read_provenance(path)
     scores = ok["score"].to_numpy(zero_copy_only=False).astype(np.float64)
 

@@ -41,10 +41,6 @@ class Intake:
     contrast_phase: str | None  # non_contrast, portal_venous, arterial; None unmeasured
     pancreas_hu: float | None
 
-    def as_row(self) -> dict[str, object]:
-        return {"aorta_hu": self.aorta_hu, "contrast_phase": self.contrast_phase,
-                "pancreas_hu": self.pancreas_hu}
-
 
 def contrast_phase(aorta_hu: float | None) -> str | None:
     if aorta_hu is None:

@@ -30,13 +30,13 @@ from screen.review.images import LESION_RGB, PANCREAS_RGB
 from screen.review.stack import ALPHABET, Stack, load_stack, to_text
 from screen.review.viewer import ViewerLink
 from screen.tables import dicom_date
+from screen.worklist_row import OK, WorklistRow, from_table
 
 logger = logging.getLogger(__name__)
 
 INDEX = "index.html"
 SERIES_DIR = "series"
 IMAGES_DIR = "images"
-KEY_COLUMN = "series_key"
 DISPLAY_PX = 512  # the slice viewer's longer side on screen
 
 # Window presets (centre, width) in HU; pancreas 350/40 is the pancreatic-protocol window.
@@ -76,13 +76,6 @@ dd{margin:0}
 .readout{font-variant-numeric:tabular-nums;font-family:monospace}
 #decision textarea{width:32em;height:4em;display:block;margin:.3em 0}
 """
-
-
-def series_key_of(row: Mapping[str, object]) -> str:
-    key = row.get(KEY_COLUMN) or row.get("series_instance_uid")
-    if not key:
-        raise ValueError("a worklist row needs series_key or series_instance_uid to be reviewed")
-    return str(key)
 
 
 def image_paths(out_dir: Path, series_key: str) -> dict[str, Path]:
@@ -151,36 +144,36 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
 # Words
 
 
-def finding_sentence(row: Mapping[str, object]) -> str:
+def finding_sentence(row: WorklistRow) -> str:
     """The finding as a reader would say it (plain text, not yet escaped)."""
-    if row.get("status") != "ok":
-        return f"Not scored: {row.get('error') or row.get('status') or 'unknown reason'}."
-    score = float(row["score"])  # type: ignore[arg-type]
-    if row.get("pancreas_found") is False:
+    if row.status != OK:
+        return f"Not scored: {row.error or row.status or 'unknown reason'}."
+    score = float(row.score)  # type: ignore[arg-type]
+    if row.pancreas_found is False:
         return f"No pancreas found in this series; probability {_percent(score)}."
-    location = row.get("lesion_location")
-    diameter = row.get("lesion_diameter_mm")
-    if row.get("lesion_x_mm") is None:
+    location = row.lesion_location
+    diameter = row.lesion_diameter_mm
+    if row.lesion_x_mm is None:
         return f"No lesion candidate; probability {_percent(score)}."
     where = f" in {LOCATION_WORDS.get(str(location), str(location))}" if location else ""
     size = f", {float(diameter):.0f} mm" if diameter is not None else ""  # type: ignore[arg-type]
     return f"Suspicious region{where}{size}, probability {_percent(score)}."
 
 
-def flag_reason(row: Mapping[str, object], stack: Stack | None, threshold: float | None) -> str:
+def flag_reason(row: WorklistRow, stack: Stack | None, threshold: float | None) -> str:
     """Why the series was flagged (or not), including when there is no lesion candidate."""
-    if row.get("status") != "ok":
+    if row.status != OK:
         return ""
-    score = float(row["score"])  # type: ignore[arg-type]
+    score = float(row.score)  # type: ignore[arg-type]
     against = f" the threshold of {_percent(threshold)}" if threshold is not None else " the threshold"
-    if row.get("flagged") is True:
+    if row.flagged is True:
         reason = f"Flagged: its probability {_percent(score)} is at or above{against}."
-    elif row.get("flagged") is False:
+    elif row.flagged is False:
         reason = f"Not flagged: its probability {_percent(score)} is below{against}."
     else:
         reason = ""
     peak = stack.peak if stack is not None else None
-    if peak is not None and row.get("lesion_x_mm") is None:
+    if peak is not None and row.lesion_x_mm is None:
         # No candidate to point at: say where the detector saw the most, and how much.
         where = f" in {LOCATION_WORDS.get(peak.location, peak.location)}" if peak.location else ""
         x, y, z = peak.lps_mm
@@ -194,41 +187,41 @@ def flag_reason(row: Mapping[str, object], stack: Stack | None, threshold: float
 # Series page
 
 
-def write_series_page(out_dir: Path, row: Mapping[str, object], *, viewer: ViewerLink | None = None,
+def write_series_page(out_dir: Path, row: WorklistRow, *, viewer: ViewerLink | None = None,
                       threshold: float | None = None) -> Path:
     """The page for one series: the finding in words, its slices to scroll and window, its
     facts, a link to the site's viewer and the reviewers' decisions."""
-    key = series_key_of(row)
+    key = row.series_key
     path = page_path(out_dir, key)
     images = image_paths(out_dir, key)
     stack = load_stack(images["stack"])
-    centre = [row.get(f"lesion_{axis}_mm") for axis in "xyz"]
+    centre = [row.lesion_x_mm, row.lesion_y_mm, row.lesion_z_mm]
     centre_text = ("—" if any(c is None for c in centre)
                    else "(" + ", ".join(_number(c, 1) for c in centre) + ") mm")
     facts = [
-        ("Rank", _text(row.get("rank"))),
-        ("Score", _number(row.get("score"), 3)),
-        ("Flagged for review", _flag(row.get("flagged"))),
-        ("Lesion location", _text(row.get("lesion_location"))),
-        ("Lesion diameter", _number(row.get("lesion_diameter_mm"), 1, " mm")),
+        ("Rank", _text(row.rank)),
+        ("Score", _number(row.score, 3)),
+        ("Flagged for review", _flag(row.flagged)),
+        ("Lesion location", _text(row.lesion_location)),
+        ("Lesion diameter", _number(row.lesion_diameter_mm, 1, " mm")),
         ("Lesion centre (LPS)", centre_text),
-        ("Pancreas found", _flag(row.get("pancreas_found"))),
-        ("Pancreas volume", _number(row.get("pancreas_volume_ml"), 1, " ml")),
-        ("Patient", _text(row.get("patient_id"))),
-        ("Accession", _text(row.get("accession_number"))),
-        ("Study date", _text(iso_date(row.get("study_date")) or row.get("study_date"))),
-        ("Series", _text(row.get("series_description"))),
-        ("Study UID", _text(row.get("study_instance_uid"))),
-        ("Series UID", _text(row.get("series_instance_uid"))),
-        ("Key image (SOP Instance UID)", _text(row.get("key_sop_instance_uid"))),
-        ("Model", _text(" ".join(str(row.get(c) or "") for c in ("model", "model_version")).strip())),
+        ("Pancreas found", _flag(row.pancreas_found)),
+        ("Pancreas volume", _number(row.pancreas_volume_ml, 1, " ml")),
+        ("Patient", _text(row.patient_id)),
+        ("Accession", _text(row.accession_number)),
+        ("Study date", _text(iso_date(row.study_date) or row.study_date)),
+        ("Series", _text(row.series_description)),
+        ("Study UID", _text(row.study_instance_uid)),
+        ("Series UID", _text(row.series_instance_uid)),
+        ("Key image (SOP Instance UID)", _text(row.key_sop_instance_uid)),
+        ("Model", _text(f"{row.model or ''} {row.model_version or ''}".strip())),
     ]
-    link = viewer.url(row) if viewer is not None else None
+    link = viewer.url(row.as_dict()) if viewer is not None else None
     open_link = (f'<p><a id="viewer-link" href="{escape(link)}" target="_blank" rel="noopener">'
                  "Open the study in the viewer</a></p>" if link else "")
     body = (
         '<p><a href="../index.html">&larr; Worklist</a></p>'
-        f"<h1>Series {_text(row.get('series_description'), 'without description')}</h1>"
+        f"<h1>Series {_text(row.series_description, 'without description')}</h1>"
         f'<p class="finding" id="finding">{escape(finding_sentence(row))}</p>'
         f'<p class="why" id="why">{escape(flag_reason(row, stack, threshold))}</p>'
         f"{open_link}"
@@ -308,21 +301,21 @@ def write_index(out_dir: Path, worklist: pa.Table, *, viewer: ViewerLink | None 
     if not isinstance(worklist, pa.Table):
         raise TypeError(f"write_index needs a pyarrow Table, got {type(worklist).__name__}")
     out_dir = Path(out_dir)
-    rows = worklist.to_pylist()
+    rows = from_table(worklist)
     for row in rows:
-        if page_path(out_dir, series_key_of(row)).is_file():
+        if page_path(out_dir, row.series_key).is_file():
             write_series_page(out_dir, row, viewer=viewer, threshold=threshold)
     if not (out_dir / decisions.DECISIONS_JS).is_file():
         decisions.write_js(out_dir)
 
-    studies: dict[str, list[Mapping[str, object]]] = {}
+    studies: dict[str, list[WorklistRow]] = {}
     for row in rows:
-        studies.setdefault(str(row.get("study_instance_uid") or series_key_of(row)), []).append(row)
+        studies.setdefault(str(row.study_instance_uid or row.series_key), []).append(row)
     groups = [_study_group(out_dir, members, viewer) for members in studies.values()]
-    ok = [r for r in rows if r.get("status") == "ok"]
-    flagged = sum(1 for r in ok if r.get("flagged") is True)
-    models = sorted({f"{r.get('model') or ''} {r.get('model_version') or ''}".strip() for r in ok} - {""})
-    locations = sorted({str(r["lesion_location"]) for r in ok if r.get("lesion_location")})
+    ok = [r for r in rows if r.status == OK]
+    flagged = sum(1 for r in ok if r.flagged is True)
+    models = sorted({f"{r.model or ''} {r.model_version or ''}".strip() for r in ok} - {""})
+    locations = sorted({str(r.lesion_location) for r in ok if r.lesion_location})
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = ("<tr><th>Rank</th><th>Key image</th><th>Score</th><th>Flagged</th><th>Location</th>"
               "<th>Diameter</th><th>Study date</th><th>Series</th><th>Status</th><th>Review</th>"
@@ -348,23 +341,23 @@ def write_index(out_dir: Path, worklist: pa.Table, *, viewer: ViewerLink | None 
         "Pancreas screening worklist", body, scripts.INDEX_JS, decisions_src=decisions.DECISIONS_JS))
 
 
-def _study_group(out_dir: Path, members: Sequence[Mapping[str, object]],
+def _study_group(out_dir: Path, members: Sequence[WorklistRow],
                  viewer: ViewerLink | None) -> str:
     first = members[0]
-    ranks = [int(r["rank"]) for r in members if r.get("rank") is not None]  # type: ignore[arg-type]
-    day = iso_date(first.get("study_date")) or ""
-    n_flagged = sum(1 for r in members if r.get("flagged") is True)
+    ranks = [r.rank for r in members if r.rank is not None]
+    day = iso_date(first.study_date) or ""
+    n_flagged = sum(1 for r in members if r.flagged is True)
     head = (
         f'<tr class="head"><td colspan="11">Study {_text(day, "(no date)")} · patient '
-        f"{_text(first.get('patient_id'))} · accession {_text(first.get('accession_number'))} · "
+        f"{_text(first.patient_id)} · accession {_text(first.accession_number)} · "
         f"{len(members)} series, {n_flagged} flagged</td></tr>")
     return (f'<tbody class="study" data-date="{escape(day)}" '
             f'data-rank="{min(ranks) if ranks else 10**9}">{head}'
             + "".join(_index_row(out_dir, r, viewer) for r in members) + "</tbody>")
 
 
-def _index_row(out_dir: Path, row: Mapping[str, object], viewer: ViewerLink | None) -> str:
-    key = series_key_of(row)
+def _index_row(out_dir: Path, row: WorklistRow, viewer: ViewerLink | None) -> str:
+    key = row.series_key
     page = page_path(out_dir, key)
     thumb = image_paths(out_dir, key)["thumb"]
     has_page = page.is_file()
@@ -372,21 +365,21 @@ def _index_row(out_dir: Path, row: Mapping[str, object], viewer: ViewerLink | No
     link_close = "</a>" if has_page else ""
     picture = (f'{link_open}<img src="{IMAGES_DIR}/{escape(thumb.name)}" alt="key image">{link_close}'
                if has_page and thumb.is_file() else "")
-    status = row.get("status")
-    status_text = ("ok" if status == "ok"
-                   else f'<span class="error">{_text(status)}: {_text(row.get("error"))}</span>')
-    description = _text(row.get("series_description"), "(no description)")
-    flagged = row.get("flagged") is True
-    link = viewer.url(row) if viewer is not None else None
+    status = row.status
+    status_text = ("ok" if status == OK
+                   else f'<span class="error">{_text(status)}: {_text(row.error)}</span>')
+    description = _text(row.series_description, "(no description)")
+    flagged = row.flagged is True
+    link = viewer.url(row.as_dict()) if viewer is not None else None
     open_link = f'<a class="viewer" href="{escape(link)}" target="_blank" rel="noopener">open</a>' if link else ""
     return (
         f'<tr class="series{" flagged" if flagged else ""}" data-flagged="{"yes" if flagged else "no"}" '
-        f'data-location="{escape(str(row.get("lesion_location") or ""))}">'
-        f"<td class=\"num\">{_text(row.get('rank'))}</td><td class=\"thumb\">{picture}</td>"
-        f"<td class=\"num\">{_number(row.get('score'), 3)}</td><td>{_flag(row.get('flagged'))}</td>"
-        f"<td>{_text(row.get('lesion_location'))}</td>"
-        f"<td class=\"num\">{_number(row.get('lesion_diameter_mm'), 1, ' mm')}</td>"
-        f"<td>{_text(iso_date(row.get('study_date')) or row.get('study_date'))}</td>"
+        f'data-location="{escape(str(row.lesion_location or ""))}">'
+        f"<td class=\"num\">{_text(row.rank)}</td><td class=\"thumb\">{picture}</td>"
+        f"<td class=\"num\">{_number(row.score, 3)}</td><td>{_flag(row.flagged)}</td>"
+        f"<td>{_text(row.lesion_location)}</td>"
+        f"<td class=\"num\">{_number(row.lesion_diameter_mm, 1, ' mm')}</td>"
+        f"<td>{_text(iso_date(row.study_date) or row.study_date)}</td>"
         f"<td>{link_open}{description}{link_close}</td><td>{status_text}</td>"
         f'<td class="decision" data-key="{escape(key)}"></td><td>{open_link}</td></tr>'
     )

@@ -4,21 +4,21 @@ that order."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 
 from screen.detect.detector import Analysis
 from screen.detect.masks import volume_masks
 from screen.records import Series, Volume
 from screen.review.images import axial_image, coronal_image, key_point, save_png, thumbnail
-from screen.review.pages import KEY_COLUMN, image_paths, write_series_page
+from screen.review.pages import image_paths, write_series_page
 from screen.review.stack import build_stack, save_stack
+from screen.worklist_row import WorklistRow
 
 logger = logging.getLogger(__name__)
 
 
 def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analysis,
-                  row: Mapping[str, object]) -> Path:
+                  row: WorklistRow) -> Path:
     """Key images and the page ``series/<key>.html`` for one series under ``out_dir``.
 
     ``row`` is the series' worklist row (pseudonymised already, where the sweep is): its
@@ -30,9 +30,10 @@ def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analy
         raise TypeError(f"render_series needs a Volume, got {type(volume).__name__}")
     if not isinstance(analysis, Analysis):
         raise TypeError(f"render_series needs an Analysis, got {type(analysis).__name__}")
-    row_key = row.get(KEY_COLUMN)
-    if row_key is not None and row_key != series.key:
-        raise ValueError(f"row is for series {row_key!r}, not {series.key!r}")
+    if not isinstance(row, WorklistRow):
+        raise TypeError(f"render_series needs a WorklistRow, got {type(row).__name__}")
+    if row.series_key != series.key:
+        raise ValueError(f"row is for series {row.series_key!r}, not {series.key!r}")
     masks = volume_masks(volume, analysis)
     k, j, _ = key_point(volume, analysis.detection, masks)
     paths = image_paths(out_dir, series.key)
@@ -41,6 +42,6 @@ def render_series(out_dir: Path, series: Series, volume: Volume, analysis: Analy
     save_png(coronal_image(volume, masks, int(j)), paths["coronal"])
     save_png(thumbnail(axial), paths["thumb"])
     save_stack(build_stack(volume, masks, analysis, int(k)), paths["stack"])
-    page = write_series_page(out_dir, {**row, KEY_COLUMN: series.key})
+    page = write_series_page(out_dir, row)
     logger.debug("review page for %s at slice k=%d, row j=%d", series.key, k, j)
     return page

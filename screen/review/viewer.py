@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
 
-FIELDS = {"study": "study_instance_uid", "series": "series_instance_uid",
-          "accession": "accession_number"}
+from screen.worklist_row import columns
+
+FIELDS = dict(zip(("study", "series", "accession"),
+                  columns("study_instance_uid", "series_instance_uid", "accession_number")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,8 @@ class ViewerLink:
                              "{series}")
 
     def url(self, row: Mapping[str, object]) -> str | None:
-        """The link for ``row``; None when a value it needs is missing."""
+        """The link for a row's column values (``WorklistRow.as_dict()``); None when a value
+        it needs is missing."""
         values = {}
         for name in self.fields:
             value = row.get(FIELDS[name])

@@ -33,6 +33,7 @@ from screen.metrics import (
     auroc,
     bootstrap_ci,
     confusion_at,
+    is_flagged,
     localisation_hit,
     size_bin,
     wilson_interval,
@@ -126,7 +127,7 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
         group = [r for r in positives if size_bin(r.diameter_mm) is stratum]
         by_size[f"{stratum.value} mm"] = {
             "localisation": _rate([bool(r.hit) for r in group]),
-            "sensitivity": _rate([r.score >= threshold for r in group]),
+            "sensitivity": _rate([is_flagged(r.score, threshold) for r in group]),
         }
     summary["by_size"] = by_size
     by_location: dict[str, object] = {}
@@ -134,7 +135,7 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
         group = [r for r in positives if r.location == name]
         by_location[name] = {
             "localisation": _rate([bool(r.hit) for r in group]),
-            "sensitivity": _rate([r.score >= threshold for r in group]),
+            "sensitivity": _rate([is_flagged(r.score, threshold) for r in group]),
             "location_agreement": _rate([r.predicted_location == name for r in group if r.hit]),
         }
     summary["by_location"] = by_location
@@ -144,8 +145,9 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
         group = [r for r in results if r.phase == name]
         by_phase[name] = {
             "cases": len(group), "positives": sum(r.positive for r in group), "auroc": _auroc(group),
-            "sensitivity": _rate([r.score >= threshold for r in group if r.positive]),
-            "specificity": _rate([r.score < threshold for r in group if not r.positive]),
+            "sensitivity": _rate([is_flagged(r.score, threshold) for r in group if r.positive]),
+            "specificity": _rate([not is_flagged(r.score, threshold)
+                                  for r in group if not r.positive]),
         }
     summary["by_phase"] = by_phase
     # Lesions an observer told their position could hardly tell from normal gland, apart: how much
@@ -158,7 +160,7 @@ def summarise(results: Sequence[CaseResult], threshold: float) -> dict[str, obje
         group = [r for r in positives if _conspicuous(r) == conspicuous]
         by_conspicuity[name] = {
             "positives": len(group), "auroc_against_all_negatives": _auroc([*group, *negatives]),
-            "sensitivity": _rate([r.score >= threshold for r in group]),
+            "sensitivity": _rate([is_flagged(r.score, threshold) for r in group]),
             "localisation": _rate([bool(r.hit) for r in group]),
             "diameter_mm_median": round(float(np.median([r.diameter_mm for r in group])), 1) if group else None,
         }

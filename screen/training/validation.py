@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from screen.detect.detector import FEATURES, Detector, analyse
-from screen.metrics import auroc
+from screen.metrics import auroc, flags
 from screen.model.card import Calibration
 from screen.records import Volume
 from screen.synth.cases import TRAIN_SETTINGS, draw_case, render_pool
@@ -70,7 +70,7 @@ def calibrate(x: np.ndarray, y: np.ndarray) -> tuple[Calibration, float, dict]:
     validation = {
         "cases": len(y), "positives": int(y.sum()),
         "auroc": round(float(auroc(y, scores)), 4),
-        "sensitivity_at_threshold": round(float(np.mean(scores[y == 1] >= threshold)), 4),
-        "specificity_at_threshold": round(float(np.mean(scores[y == 0] < threshold)), 4),
+        "sensitivity_at_threshold": round(float(np.mean(flags(scores[y == 1], threshold))), 4),
+        "specificity_at_threshold": round(float(np.mean(~flags(scores[y == 0], threshold))), 4),
     }
     return calibration, threshold, validation

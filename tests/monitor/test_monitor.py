@@ -19,7 +19,7 @@ from screen.monitor.intake import contrast_phase
 from screen.review import decisions
 from screen.review.decisions import Decision
 from screen.tables import write_atomic
-from screen.worklist import SCHEMA
+from screen.worklist_row import SCHEMA
 
 # Aortic HU by phase, as the phantoms measure them (tests/monitor/test_intake.py).
 AORTA_HU = {"portal_venous": (170.0, 15.0), "arterial": (320.0, 25.0), "non_contrast": (45.0, 8.0)}

@@ -22,6 +22,7 @@ from screen.records import Detection, Series, Volume
 from screen.synth.archive import write_archive
 from screen.volume import load_volume
 from screen.worklist import Producer, row
+from screen.worklist_row import WorklistRow
 
 GRID_STEP = 1.5  # segmentation grid voxels per volume voxel, as a coarser network grid would be
 
@@ -33,7 +34,7 @@ class Case:
     volume: Volume
     labels: np.ndarray  # truth on the volume's voxels: 1 pancreas, 2 lesion
     analysis: Analysis
-    row: dict[str, object]
+    row: WorklistRow
 
 
 def analysis_from_labels(labels: np.ndarray, detection: Detection) -> Analysis:
@@ -70,8 +71,8 @@ def _case(out: Path, lesion: bool) -> Case:
                               pancreas_volume_ml=float((labels > 0).sum()) * voxel_ml)
         key_uid = None
     producer = Producer("pancreas-phantom-v1", "1.0.0", "0" * 64, "onnxruntime", "fp32")
-    worklist_row = row(series, producer, detection, key_sop_instance_uid=key_uid)
-    worklist_row |= {"rank": 1 if lesion else 2, "flagged": lesion}
+    worklist_row = row(series, producer, detection, key_sop_instance_uid=key_uid).ranked(
+        1 if lesion else 2, lesion)
     return Case(out, series, volume, labels, analysis_from_labels(labels, detection), worklist_row)
 
 
@@ -99,16 +100,14 @@ VIEWER = "https://pacs.example/viewer?StudyInstanceUIDs={study}"
 def review_report(tmp_path_factory: pytest.TempPathFactory, lesion_case: Case, clean_case: Case) -> Path:
     """A report as a sweep leaves it: both series rendered, the index written from their
     final rows, with a viewer link."""
-    import pyarrow as pa
-
     from screen.review import ViewerLink, render_series, write_index
-    from screen.worklist import SCHEMA
+    from screen.worklist_row import to_table
 
     folder = tmp_path_factory.mktemp("report")
     for case in (lesion_case, clean_case):
         # As a worker does: before ranking, so the row has no rank or flag yet.
         render_series(folder, case.series, case.volume, case.analysis,
-                      case.row | {"rank": None, "flagged": None})
-    table = pa.Table.from_pylist([lesion_case.row, clean_case.row], schema=SCHEMA)
+                      case.row.ranked(None, None))
+    table = to_table([lesion_case.row, clean_case.row])
     write_index(folder, table, viewer=ViewerLink(VIEWER), threshold=0.5)
     return folder

@@ -133,7 +133,7 @@ def test_a_window_preset_changes_the_pixels_to_the_windowed_hu(session, review_r
 
 def test_the_viewer_link_carries_the_study_uid(session, review_report: Path, lesion_case) -> None:
     _open_series(session, page_path(review_report, lesion_case.series.key).as_uri())
-    study = str(lesion_case.row["study_instance_uid"])
+    study = str(lesion_case.row.study_instance_uid)
     href = session.find_element("id", "viewer-link").get_attribute("href")
     assert href == f"https://pacs.example/viewer?StudyInstanceUIDs={quote(study, safe='')}"
     session.get((review_report / "index.html").as_uri())
@@ -216,5 +216,5 @@ def test_the_index_groups_by_study_and_filters_and_sorts(session, review_report:
     screenshot(session, shots, "index-filtered")
     session.execute_script("var f = document.getElementById('from'); f.value = '';"
                            "f.dispatchEvent(new Event('change'));")
-    Select(session.find_element("id", "location")).select_by_value(str(lesion_case.row["lesion_location"]))
-    assert shown() == [lesion_case.row["study_date"].isoformat()]
+    Select(session.find_element("id", "location")).select_by_value(str(lesion_case.row.lesion_location))
+    assert shown() == [lesion_case.row.study_date.isoformat()]

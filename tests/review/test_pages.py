@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image
 
 from screen.review import page_key, render_series, write_index
-from screen.worklist import SCHEMA
+from screen.worklist_row import WorklistRow, to_table
 
 
 class _Links(HTMLParser):
@@ -38,10 +38,10 @@ def _parse(page: Path) -> _Links:
     return parser
 
 
-def _error_row(clean_row: dict[str, object]) -> dict[str, object]:
-    return clean_row | {"series_key": "derived-unreadable/with slash", "rank": None, "flagged": None,
-                        "status": "error", "error": "could not be loaded: <no pixel data>",
-                        "score": None, "series_description": "<script>alert(1)</script>"}
+def _error_row(clean_row: WorklistRow) -> WorklistRow:
+    return replace(clean_row, series_key="derived-unreadable/with slash", rank=None, flagged=None,
+                   status="error", error="could not be loaded: <no pixel data>",
+                   score=None, series_description="<script>alert(1)</script>")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, lesion_case, clean_case) ->
     render_series(folder, lesion_case.series, lesion_case.volume, lesion_case.analysis,
                   lesion_case.row)
     rows = [lesion_case.row, clean_case.row, _error_row(clean_case.row)]
-    write_index(folder, pa.Table.from_pylist(rows, schema=SCHEMA))
+    write_index(folder, to_table(rows))
     return folder
 
 
@@ -75,7 +75,7 @@ def test_the_index_lists_every_row_and_shows_thumbnails_only_for_rendered_series
     assert text.count('<tbody class="study"') == 2  # the error row shares the clean row's study
     images = _parse(index).images
     assert images == [f"images/{lesion_case.series.key}-thumb.png"]
-    assert clean_case.row["patient_id"] in text and "0.040" in text
+    assert clean_case.row.patient_id in text and "0.040" in text
     assert "could not be loaded: &lt;no pixel data&gt;" in text
     assert "<script>alert" not in text and "&lt;script&gt;alert" in text
     assert not re.search(r"https?:|//", text.replace("<!DOCTYPE html>", ""))
@@ -84,7 +84,7 @@ def test_the_index_lists_every_row_and_shows_thumbnails_only_for_rendered_series
 def test_the_series_page_writes_the_findings_as_text(report: Path, lesion_case) -> None:
     page = (report / "series" / f"{lesion_case.series.key}.html").read_text(encoding="utf-8")
     assert "0.910" in page and "body" in page and "20.0 mm" in page
-    assert str(lesion_case.row["key_sop_instance_uid"]) in page
+    assert str(lesion_case.row.key_sop_instance_uid) in page
 
 
 def test_page_keys_are_file_names() -> None:

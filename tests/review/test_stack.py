@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_a_flag_without_a_lesion_candidate_says_where_the_probability_peaks(clea
     stack = build_stack(clean_case.volume, masks, faint, int(k))
     assert stack.peak is not None and stack.peak.probability == pytest.approx(0.37)
     assert stack.peak.location in ("head", "body", "tail")
-    reason = flag_reason(clean_case.row | {"flagged": True, "score": 0.62}, stack, 0.5)
+    reason = flag_reason(replace(clean_case.row, flagged=True, score=0.62), stack, 0.5)
     assert reason.startswith("Flagged: its probability 62% is at or above the threshold of 50%.")
     assert re.search(r"No region passed the lesion threshold; the highest lesion probability, "
                      r"37%, lies in the pancreatic (head/uncinate process|body|tail) at "
