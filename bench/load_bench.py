@@ -9,6 +9,8 @@ after a first read that loads each reader's libraries:
   - SimpleITK's ImageSeriesReader, in a fresh process, given the files in slice order;
   - screen's loader in a fresh process, and again with MALLOC_TRIM_THRESHOLD_=65536 (what a
     Dask nanny sets; reading should not care);
+  - screen's loader given each file as a pydicom data set, as a PACS sweep's reader gives
+    them: what parsing a data set per slice costs against reading the pixels in place;
   - a whole sweep with one local worker, whose worklist row says how long loading took there,
     and again with the worker started with that same malloc setting.
 Medians are reported, and the ratios of SimpleITK's time to screen's.
@@ -47,6 +49,19 @@ series = pickle.load(open(sys.argv[-1], "rb"))
 load_volume(series)  # the first read also loads pydicom's pixel plugins
 start = time.perf_counter()
 volume = load_volume(series)
+print(time.perf_counter() - start, volume.hu.shape)
+"""
+
+SCREEN_THROUGH_PYDICOM = """
+import pickle, sys, time
+from screen.volume import load_volume
+from screen.volume.decode import read_dataset
+series = pickle.load(open(sys.argv[-1], "rb"))
+def read(path):  # any reader but the files' own: each slice a data set
+    return read_dataset(path)
+load_volume(series, read=read)
+start = time.perf_counter()
+volume = load_volume(series, read=read)
 print(time.perf_counter() - start, volume.hu.shape)
 """
 
@@ -127,12 +142,15 @@ def main() -> None:
 
     runs: dict[str, list[float]] = {name: [] for name in (
         "simpleitk_plain_process", "screen_plain_process", "screen_plain_process_nanny_malloc",
-        "screen_in_sweep_worker", "screen_in_sweep_worker_nanny_malloc")}
+        "screen_plain_process_through_pydicom", "screen_in_sweep_worker",
+        "screen_in_sweep_worker_nanny_malloc")}
     for _ in range(rounds):
         runs["simpleitk_plain_process"].append(in_child(SIMPLEITK, series_file))
         runs["screen_plain_process"].append(in_child(SCREEN, series_file))
         runs["screen_plain_process_nanny_malloc"].append(
             in_child(SCREEN, series_file, NANNY_MALLOC))
+        runs["screen_plain_process_through_pydicom"].append(
+            in_child(SCREEN_THROUGH_PYDICOM, series_file))
         runs["screen_in_sweep_worker"].append(in_sweep(root))
         runs["screen_in_sweep_worker_nanny_malloc"].append(in_sweep(root, NANNY_MALLOC))
     median = {name: statistics.median(times) for name, times in runs.items()}
