@@ -9,9 +9,12 @@ after a first read that loads each reader's libraries:
   - SimpleITK's ImageSeriesReader, in a fresh process, given the files in slice order;
   - screen's loader in a fresh process, and again with MALLOC_TRIM_THRESHOLD_=65536 (what a
     Dask nanny sets; reading should not care);
+  - screen's loader given each file as a pydicom data set, as a PACS sweep's reader gives
+    them: what parsing a data set per slice costs against reading the pixels in place;
   - a whole sweep with one local worker, whose worklist row says how long loading took there,
     and again with the worker started with that same malloc setting.
-Medians are reported, and the ratios of SimpleITK's time to screen's.
+Medians are reported, and the ratios of SimpleITK's time to screen's; for the plain
+processes also their CPU time, which other work on a busy machine disturbs less.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ series = pickle.load(open(sys.argv[-1], "rb"))
 reader = sitk.ImageSeriesReader()
 reader.SetFileNames([i.path for i in series.instances])
 reader.Execute()  # the first read also loads GDCM's dictionaries
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 image = reader.Execute()
-print(time.perf_counter() - start, image.GetSize())
+print(time.perf_counter() - start, time.process_time() - cpu, image.GetSize())
 """
 
 SCREEN = """
@@ -45,9 +48,22 @@ import pickle, sys, time
 from screen.volume import load_volume
 series = pickle.load(open(sys.argv[-1], "rb"))
 load_volume(series)  # the first read also loads pydicom's pixel plugins
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 volume = load_volume(series)
-print(time.perf_counter() - start, volume.hu.shape)
+print(time.perf_counter() - start, time.process_time() - cpu, volume.hu.shape)
+"""
+
+SCREEN_THROUGH_PYDICOM = """
+import pickle, sys, time
+from screen.volume import load_volume
+from screen.volume.decode import read_dataset
+series = pickle.load(open(sys.argv[-1], "rb"))
+def read(path):  # any reader but the files' own: each slice a data set
+    return read_dataset(path)
+load_volume(series, read=read)
+start, cpu = time.perf_counter(), time.process_time()
+volume = load_volume(series, read=read)
+print(time.perf_counter() - start, time.process_time() - cpu, volume.hu.shape)
 """
 
 
@@ -84,9 +100,12 @@ def the_series(root: Path) -> Series:
     return eligible[0].series
 
 
-def in_child(code: str, series_file: Path, env: dict[str, str] | None = None) -> float:
-    return float(child_output(f"import sys; sys.argv.append({str(series_file)!r})\n{code}",
-                              env).split()[0])
+def in_child(code: str, series_file: Path, env: dict[str, str] | None = None
+             ) -> tuple[float, float]:
+    """Wall and CPU seconds of ``code``'s timed read, in a fresh process."""
+    wall, cpu = child_output(f"import sys; sys.argv.append({str(series_file)!r})\n{code}",
+                             env).split()[:2]
+    return float(wall), float(cpu)
 
 
 def in_sweep(root: Path, env: dict[str, str] | None = None) -> float:
@@ -125,18 +144,25 @@ def main() -> None:
     for instance in series.instances:  # a warm page cache for every reader alike
         Path(instance.path).read_bytes()
 
-    runs: dict[str, list[float]] = {name: [] for name in (
-        "simpleitk_plain_process", "screen_plain_process", "screen_plain_process_nanny_malloc",
-        "screen_in_sweep_worker", "screen_in_sweep_worker_nanny_malloc")}
+    children = {
+        "simpleitk_plain_process": (SIMPLEITK, None),
+        "screen_plain_process": (SCREEN, None),
+        "screen_plain_process_nanny_malloc": (SCREEN, NANNY_MALLOC),
+        "screen_plain_process_through_pydicom": (SCREEN_THROUGH_PYDICOM, None),
+    }
+    sweeps = {"screen_in_sweep_worker": None, "screen_in_sweep_worker_nanny_malloc": NANNY_MALLOC}
+    runs: dict[str, list[float]] = {name: [] for name in (*children, *sweeps)}
+    cpu: dict[str, list[float]] = {name: [] for name in children}
     for _ in range(rounds):
-        runs["simpleitk_plain_process"].append(in_child(SIMPLEITK, series_file))
-        runs["screen_plain_process"].append(in_child(SCREEN, series_file))
-        runs["screen_plain_process_nanny_malloc"].append(
-            in_child(SCREEN, series_file, NANNY_MALLOC))
-        runs["screen_in_sweep_worker"].append(in_sweep(root))
-        runs["screen_in_sweep_worker_nanny_malloc"].append(in_sweep(root, NANNY_MALLOC))
+        for name, (code, env) in children.items():
+            wall, cpu_seconds = in_child(code, series_file, env)
+            runs[name].append(wall)
+            cpu[name].append(cpu_seconds)
+        for name, env in sweeps.items():
+            runs[name].append(in_sweep(root, env))
     median = {name: statistics.median(times) for name, times in runs.items()}
-    sitk = median["simpleitk_plain_process"]
+    median_cpu = {name: statistics.median(times) for name, times in cpu.items()}
+    sitk, sitk_cpu = median["simpleitk_plain_process"], median_cpu["simpleitk_plain_process"]
     first = series.first
     save("load", {
         "series": f"{first.rows}x{first.columns}x{len(series.instances)}, "
@@ -146,6 +172,11 @@ def main() -> None:
         "simpleitk_over_screen": {
             name: round(sitk / t, 2) for name, t in median.items() if name.startswith("screen")},
         "seconds_each_round": {name: [round(t, 3) for t in times] for name, times in runs.items()},
+        # CPU seconds of the plain processes: steadier than wall time on a busy machine.
+        "median_cpu_seconds": {name: round(t, 3) for name, t in median_cpu.items()},
+        "simpleitk_over_screen_cpu": {
+            name: round(sitk_cpu / t, 2) for name, t in median_cpu.items()
+            if name.startswith("screen")},
     })
 
 

@@ -6,6 +6,7 @@ raw bytes of the wanted elements, stopping at the first element past group 0028.
 common case (a preamble, explicit or implicit VR little endian) and answers None for anything
 else (big endian, deflate, no preamble, a header longer than the block, anything odd), so that
 pydicom's full reader takes over. It never interprets a value: decoding is the caller's.
+``scan_to_pixels`` walks on as far as the Pixel Data element, for reading pixels in place.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 LAST_TAG = 0x0028FFFF
+PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
@@ -39,6 +41,7 @@ class Scan:
     implicit: bool
     elements: dict[int, tuple[str | None, bytes]]  # tag -> (VR or None if implicit, raw value)
     at_end: bool  # the file ended before any element past group 0028
+    stop: int = -1  # where the first element not read starts in the block, -1 if none did
 
 
 def scan(path: str, wanted: Set[int]) -> Scan | None:
@@ -52,7 +55,7 @@ def scan(path: str, wanted: Set[int]) -> Scan | None:
         return None
 
 
-def _scan(buf: bytes, size: int, wanted: Set[int]) -> Scan:
+def _scan(buf: bytes, size: int, wanted: Set[int], last_tag: int = LAST_TAG) -> Scan:
     if len(buf) < 144 or buf[128:132] != b"DICM":
         raise _Unsupported
     meta, pos = _read_elements(buf, 132, implicit=False, stop_group=0x0002, wanted=None)
@@ -62,7 +65,8 @@ def _scan(buf: bytes, size: int, wanted: Set[int]) -> Scan:
     if syntax in (BIG_ENDIAN, DEFLATED) or not syntax:
         raise _Unsupported
     implicit = syntax == IMPLICIT_LE
-    elements, end = _read_elements(buf, pos, implicit=implicit, stop_group=None, wanted=wanted)
+    elements, end = _read_elements(buf, pos, implicit=implicit, stop_group=None, wanted=wanted,
+                                   last_tag=last_tag)
     if end < 0:  # ran off the block
         if len(buf) < size:
             raise _Unsupported  # a long header: let the full reader have it
@@ -71,7 +75,24 @@ def _scan(buf: bytes, size: int, wanted: Set[int]) -> Scan:
         at_end = False
     if not elements:
         raise _Unsupported
-    return Scan(syntax, _uid(meta.get(0x00020002)), implicit, elements, at_end)
+    return Scan(syntax, _uid(meta.get(0x00020002)), implicit, elements, at_end, end)
+
+
+def scan_to_pixels(head: bytes, size: int, wanted: Set[int]) -> tuple[Scan, int, int] | None:
+    """The wanted elements of a file that starts with ``head`` (``size`` bytes in all), read up
+    to its Pixel Data, with where that element's value starts in the file and its length.
+
+    None when the file needs the full reader (as for ``scan``), when its Pixel Data does not
+    start within ``head``, or when it is encapsulated (of undefined length).
+    """
+    try:
+        found = _scan(head, size, wanted, last_tag=PIXEL_DATA - 1)
+        if found.stop < 0 or _TAG.unpack_from(head, found.stop) != (0x7FE0, 0x0010):
+            return None
+        _, length, start = _element_header(head, found.stop, found.implicit)
+    except (_Unsupported, struct.error, IndexError, UnicodeDecodeError):
+        return None
+    return (found, start, length) if length != _UNDEFINED else None
 
 
 def _uid(item: tuple[str | None, bytes] | None) -> str:
@@ -79,8 +100,9 @@ def _uid(item: tuple[str | None, bytes] | None) -> str:
 
 
 def _read_elements(buf: bytes, pos: int, *, implicit: bool, stop_group: int | None,
-                   wanted: Set[int] | None) -> tuple[dict[int, tuple[str | None, bytes]], int]:
-    """Elements from ``pos`` until a tag past group 0028 (or past ``stop_group``).
+                   wanted: Set[int] | None, last_tag: int = LAST_TAG
+                   ) -> tuple[dict[int, tuple[str | None, bytes]], int]:
+    """Elements from ``pos`` until a tag past ``last_tag`` (or past ``stop_group``).
 
     Returns them and the position of the first element not read, or -1 if the block ended.
     """
@@ -89,7 +111,7 @@ def _read_elements(buf: bytes, pos: int, *, implicit: bool, stop_group: int | No
     while pos + 8 <= end:
         group, element = _TAG.unpack_from(buf, pos)
         tag = group << 16 | element
-        if (stop_group is not None and group != stop_group) or tag > LAST_TAG:
+        if (stop_group is not None and group != stop_group) or tag > last_tag:
             return found, pos
         vr, length, start = _element_header(buf, pos, implicit)
         if length == _UNDEFINED:

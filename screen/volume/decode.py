@@ -16,11 +16,18 @@ Bits above BitsStored are masked and signed pixels sign-extended (by pydicom, or
 uncompressed pixels read in place); pydicom corrects JPEG 2000 streams whose signedness
 disagrees with PixelRepresentation. ``FrameDecoder`` writes each frame's HU straight into
 the caller's array, so that decoding a series allocates nothing per slice.
+
+The common case, a file of one uncompressed 16-bit frame, needs none of pydicom:
+``FrameDecoder.file_hu_into`` walks the header only as far as the Pixel Data element and
+reads the pixels from the file in one go, with the same HU, bit for bit, as pydicom's path.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +37,7 @@ from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
+from screen import header_scan
 from screen.volume.errors import DamagedPixels, VolumeError
 
 logger = logging.getLogger(__name__)
@@ -126,7 +134,8 @@ class FrameDecoder:
             raise VolumeError(f"{path}: frame {index + 1} asked of a file with {n_frames}")
         stored = _stored_frame(ds, path, index, n_frames)
         if _read_in_place(ds):
-            stored = self._unused_bits_cleared(ds, stored)
+            cleared = self._buffer("stored", stored.shape, stored.dtype)
+            stored = _unused_bits_cleared(stored, int(ds.get("BitsStored") or 0), cleared)
         if stored.ndim != 2:
             raise VolumeError(
                 f"{path}: expected one grey-level frame, got pixel array of shape "
@@ -137,19 +146,54 @@ class FrameDecoder:
             raise DamagedPixels(
                 path, f"{path}: pixels are {stored.shape[0]}x{stored.shape[1]} but the header "
                 f"says {out.shape[0]}x{out.shape[1]}")
-        padding = self._padding(stored, ds)
         if ds.get("ModalityLUTSequence"):
+            padding = self._padding(stored, padding_range(ds))
             out[...] = apply_modality_lut(stored, ds)
+            if padding is not None:
+                np.copyto(out, np.float32(PADDING_HU), where=padding)
         else:
-            rescale = frame_rescale(ds, index)
-            if rescale.slope != 1.0:
-                np.multiply(stored, np.float32(rescale.slope), out=out, dtype=np.float32)
-            else:
-                np.copyto(out, stored, casting="unsafe")
+            self._rescaled_into(stored, frame_rescale(ds, index), padding_range(ds), out)
+
+    def file_hu_into(self, path: str, out: np.ndarray) -> bool:
+        """The file's one uncompressed frame as HU into ``out``, as ``hu_into`` writes it, read
+        straight from the file with no data set parsed; False, with ``out`` untouched, when
+        the file is not the plain kind this reads (see ``native_frame``): ``hu_into`` then.
+
+        The header walk stops at the Pixel Data element, and its value is read in one go into
+        a buffer kept from frame to frame, so a series of such files costs one open and two
+        reads per slice. Anything short or odd (a file cut short, a length that does not
+        match the header) goes to ``hu_into`` too, so that damage is judged one way.
+        """
+        try:
+            with open(path, "rb", buffering=0) as f:
+                head = f.read(header_scan.BLOCK)
+                frame = native_frame(head, os.fstat(f.fileno()).st_size)
+                if frame is None or frame.shape != out.shape:
+                    return False
+                stored = self._buffer("native", frame.shape, frame.dtype)
+                f.seek(frame.offset)
+                if not _read_exactly(f, stored):
+                    return False
+        except OSError:
+            return False  # gone or unreadable: read_dataset says so in its own words
+        stored = _unused_bits_cleared(stored, frame.bits_stored, stored)
+        self._rescaled_into(stored, frame.rescale, frame.padding, out)
+        return True
+
+    def _rescaled_into(self, stored: np.ndarray, rescale: Rescale,
+                       padding: tuple[int, int] | None, out: np.ndarray) -> None:
+        mask = self._padding(stored, padding)
+        if rescale.slope != 1.0:
+            np.multiply(stored, np.float32(rescale.slope), out=out, dtype=np.float32)
             if rescale.intercept != 0.0:
                 out += np.float32(rescale.intercept)
-        if padding is not None:
-            np.copyto(out, np.float32(PADDING_HU), where=padding)
+        elif rescale.intercept != 0.0:
+            # One pass: each stored value made float32 (exact), then the float32 sum.
+            np.add(stored, np.float32(rescale.intercept), out=out, dtype=np.float32)
+        else:
+            np.copyto(out, stored, casting="unsafe")
+        if mask is not None:
+            np.copyto(out, np.float32(PADDING_HU), where=mask)
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         buffer = self._scratch.get(name)
@@ -157,21 +201,8 @@ class FrameDecoder:
             buffer = self._scratch[name] = np.empty(shape, dtype=dtype)
         return buffer
 
-    def _unused_bits_cleared(self, ds: Dataset, stored: np.ndarray) -> np.ndarray:
-        """Stored values read in place, with the bits above BitsStored cleared (unsigned) or
-        set from the sign bit (signed), as pydicom does to the copies it makes."""
-        bits = 8 * stored.dtype.itemsize
-        unused = bits - int(ds.get("BitsStored") or bits)
-        if unused <= 0 or unused >= bits:
-            return stored
-        cleared = self._buffer("stored", stored.shape, stored.dtype)
-        np.left_shift(stored, unused, out=cleared)
-        np.right_shift(cleared, unused, out=cleared)
-        return cleared
-
-    def _padding(self, stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
-        """Pixels whose stored value is PixelPaddingValue, or within the padding range."""
-        bounds = padding_range(ds)
+    def _padding(self, stored: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray | None:
+        """Pixels whose stored value is within ``bounds`` (PixelPaddingValue and its range)."""
         if bounds is None:
             return None
         mask = self._buffer("padding", stored.shape, np.dtype(bool))
@@ -215,21 +246,141 @@ def padding_range(ds: Dataset) -> tuple[int, int] | None:
     value = ds.get("PixelPaddingValue")
     if value is None or value == "":
         return None
-    bits = int(ds.get("BitsAllocated") or 16)
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    limit = ds.get("PixelPaddingRangeLimit")
+    return _padding_bounds(int(value), int(limit) if limit not in (None, "") else None,
+                           bits=int(ds.get("BitsAllocated") or 16),
+                           signed=int(ds.get("PixelRepresentation") or 0) == 1)
 
+
+def _padding_bounds(value: int, limit: int | None, *, bits: int,
+                    signed: bool) -> tuple[int, int]:
     def as_stored(v: int) -> int:
         # The tag's VR (US or SS) follows PixelRepresentation, but files disagree with
         # themselves: read an unsigned -32768 as the signed value it stands for.
-        v = int(v)
         if signed and v >= 2 ** (bits - 1):
             v -= 2**bits
         return v
 
     low = as_stored(value)
-    limit = ds.get("PixelPaddingRangeLimit")
-    high = as_stored(limit) if limit not in (None, "") else low
+    high = as_stored(limit) if limit is not None else low
     return min(low, high), max(low, high)
+
+
+def _unused_bits_cleared(stored: np.ndarray, bits_stored: int, out: np.ndarray) -> np.ndarray:
+    """``stored`` with the bits above BitsStored cleared (unsigned) or set from the sign bit
+    (signed), as pydicom does to the copies it makes, into ``out`` (which may be ``stored``);
+    ``stored`` itself when every bit is used."""
+    bits = 8 * stored.dtype.itemsize
+    unused = bits - (bits_stored or bits)
+    if unused <= 0 or unused >= bits:
+        return stored
+    np.left_shift(stored, unused, out=out)
+    np.right_shift(out, unused, out=out)
+    return out
+
+
+_U16, _S16 = struct.Struct("<H"), struct.Struct("<h")
+
+# Uncompressed little-endian syntaxes whose frames ``file_hu_into`` reads itself.
+NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+_SAMPLES, _PHOTOMETRIC, _FRAMES = 0x00280002, 0x00280004, 0x00280008
+_ROWS, _COLUMNS = 0x00280010, 0x00280011
+_BITS_ALLOCATED, _BITS_STORED, _HIGH_BIT, _REPRESENTATION = (
+    0x00280100, 0x00280101, 0x00280102, 0x00280103)
+_PADDING, _PADDING_LIMIT = 0x00280120, 0x00280121
+_INTERCEPT, _SLOPE = 0x00281052, 0x00281053
+_NATIVE_TAGS = frozenset({
+    _SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS_ALLOCATED, _BITS_STORED,
+    _HIGH_BIT, _REPRESENTATION, _PADDING, _PADDING_LIMIT, _INTERCEPT, _SLOPE})
+# Elements that change how stored values become HU beyond the top-level rescale (a Modality
+# LUT; Enhanced CT's functional groups). Their tag's bytes anywhere before the pixels send the
+# file to pydicom: a chance match inside some other value costs only speed.
+_OTHER_TRANSFORMS = tuple(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in (
+    0x00283000, 0x52009229, 0x52009230))
+
+
+@dataclass(frozen=True, slots=True)
+class NativeFrame:
+    """Where a single-frame uncompressed file's pixels lie, and how they become HU."""
+
+    offset: int  # of the Pixel Data value, in the file
+    shape: tuple[int, int]
+    dtype: np.dtype
+    bits_stored: int
+    rescale: Rescale
+    padding: tuple[int, int] | None
+
+
+def native_frame(head: bytes, size: int) -> NativeFrame | None:
+    """The plain case, from a file's first bytes (``size`` in all): one frame of 16-bit grey
+    levels, uncompressed little endian, all of it in the file, rescaled by the top-level
+    RescaleSlope and RescaleIntercept only. None for anything else, which pydicom reads."""
+    found = header_scan.scan_to_pixels(head, size, _NATIVE_TAGS)
+    if found is None:
+        return None
+    scan, offset, length = found
+    if scan.transfer_syntax_uid not in NATIVE_SYNTAXES or \
+            any(head.find(tag, 0, offset) >= 0 for tag in _OTHER_TRANSFORMS):
+        return None
+    values = scan.elements
+    try:
+        rows, columns = _us(values[_ROWS]), _us(values[_COLUMNS])
+        bits, bits_stored = _us(values[_BITS_ALLOCATED]), _us(values[_BITS_STORED])
+        signed = _us(values[_REPRESENTATION])
+        if _us(values[_SAMPLES]) != 1 or bits != 16 or signed not in (0, 1) or \
+                not 1 <= bits_stored <= bits or _us(values[_HIGH_BIT]) != bits_stored - 1 or \
+                _text(values[_PHOTOMETRIC]) not in ("MONOCHROME1", "MONOCHROME2") or \
+                _text(values.get(_FRAMES)) not in ("", "1") or \
+                length != rows * columns * 2 or offset + length > size:
+            return None
+        rescale = Rescale(slope=_number(values.get(_SLOPE), 1.0),
+                          intercept=_number(values.get(_INTERCEPT), 0.0))
+        padding = None
+        if _PADDING in values:
+            limit = values.get(_PADDING_LIMIT)
+            padding = _padding_bounds(
+                _us_or_ss(values[_PADDING], signed),
+                _us_or_ss(limit, signed) if limit is not None else None,
+                bits=bits, signed=signed == 1)
+    except (KeyError, ValueError, struct.error, UnicodeDecodeError):
+        return None  # absent, malformed or unusable: pydicom's reading says which
+    return NativeFrame(offset, (rows, columns), np.dtype("<i2" if signed else "<u2"),
+                       bits_stored, rescale, padding)
+
+
+def _us(item: tuple[str | None, bytes]) -> int:
+    return _U16.unpack(item[1])[0]
+
+
+def _us_or_ss(item: tuple[str | None, bytes], signed: int) -> int:
+    """A value of VR US or SS: as written, or, without a VR (implicit), as
+    PixelRepresentation says."""
+    vr, raw = item
+    return (_S16 if vr == "SS" or (vr is None and signed) else _U16).unpack(raw)[0]
+
+
+def _text(item: tuple[str | None, bytes] | None) -> str:
+    return item[1].decode("ascii").strip(" \x00") if item else ""
+
+
+def _number(item: tuple[str | None, bytes] | None, default: float) -> float:
+    """A decimal string (DS) with one value; ValueError for several."""
+    text = _text(item)
+    if "\\" in text:
+        raise ValueError(f"several values: {text!r}")
+    return float(text) if text else default
+
+
+def _read_exactly(f: io.RawIOBase, into: np.ndarray) -> bool:
+    """Fill ``into`` from the file's position on; False if the file ends first."""
+    view, done = memoryview(into).cast("B"), 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            return False
+        done += n
+    return True
 
 
 def _stored_frame(ds: Dataset, path: str, index: int, n_frames: int) -> np.ndarray:

@@ -26,7 +26,13 @@ from scipy import ndimage
 from screen.records import Series, Volume
 from screen.series import without
 from screen.volume import orient
-from screen.volume.decode import PADDING_HU, FrameDecoder, check_decodable, read_dataset
+from screen.volume.decode import (
+    NATIVE_SYNTAXES,
+    PADDING_HU,
+    FrameDecoder,
+    check_decodable,
+    read_dataset,
+)
 from screen.volume.errors import DamagedPixels
 from screen.volume.plan import SlicePlan, SourceSlice, plan_slices
 
@@ -121,10 +127,15 @@ class _SourceReader:
     whole into the output is decoded straight into it, and that output slice stands for it
     from then on; sources that are only interpolated from go into two buffers used again
     and again. Loading thus allocates nothing per slice beyond what a decoder plugin returns.
+
+    Files on disk (the default reader) that hold one uncompressed frame are read straight
+    into the slice, with no data set parsed; any other goes through pydicom.
     """
 
     def __init__(self, plan: SlicePlan, read: Reader) -> None:
         self._plan, self._read = plan, read
+        self._from_files = read is read_dataset and \
+            not NATIVE_SYNTAXES.isdisjoint(plan.transfer_syntaxes)
         self._decoder = FrameDecoder()
         self._slices: dict[int, np.ndarray] = {}
         self._buffers: list[np.ndarray] = []
@@ -162,16 +173,21 @@ class _SourceReader:
         return np.empty((self._plan.rows, self._plan.columns), dtype=np.float32)
 
     def _decode(self, source: SourceSlice, out: np.ndarray) -> None:
-        ds = self._dataset(source.path)
         if source.shift_px == (0.0, 0.0):
-            self._decoder.hu_into(ds, source.path, source.frame, out)
+            self._hu_into(source, out)
             return
         if self._unshifted is None:
             self._unshifted = self._new_slice()
-        self._decoder.hu_into(ds, source.path, source.frame, self._unshifted)
+        self._hu_into(source, self._unshifted)
         # Linear, as dcm2niix does; what comes in from outside the field of view is air.
         ndimage.shift(self._unshifted, source.shift_px, output=out, order=1, mode="constant",
                       cval=PADDING_HU, prefilter=False)
+
+    def _hu_into(self, source: SourceSlice, out: np.ndarray) -> None:
+        if self._from_files and source.frame == 0 and \
+                self._decoder.file_hu_into(source.path, out):
+            return
+        self._decoder.hu_into(self._dataset(source.path), source.path, source.frame, out)
 
     def _dataset(self, path: str) -> Dataset:
         if self._file is None or self._file[0] != path:

@@ -9,7 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from screen.headers import read_instance
 from screen.records import Instance, Series, Volume
@@ -33,15 +38,20 @@ def write_ct_series(
     syntax: str = ExplicitVRLittleEndian,
     tilt: float | None = None,
     bits_stored: int = 16,
+    padding_limit: int | None = None,
 ) -> Path:
-    """One CT file per slice; ``stored`` holds the stored values of each slice (rows, cols)."""
+    """One CT file per slice; ``stored`` holds the stored values of each slice (rows, cols).
+
+    ``syntax`` is the transfer syntax: either uncompressed little endian, or one pydicom
+    compresses to."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
     for n, (pixels, position) in enumerate(zip(stored, positions), start=1):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.TransferSyntaxUID = syntax if syntax == ImplicitVRLittleEndian else \
+            ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPClassUID = CTImageStorage
@@ -68,9 +78,11 @@ def write_ct_series(
         ds.PixelRepresentation = 1 if signed else 0
         if padding is not None:
             ds.PixelPaddingValue = padding
+        if padding_limit is not None:
+            ds.PixelPaddingRangeLimit = padding_limit
         ds.PixelData = np.ascontiguousarray(pixels, dtype=np.int16 if signed else np.uint16
                                             ).tobytes()
-        if syntax != ExplicitVRLittleEndian:
+        if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
             ds.compress(syntax)
         ds.save_as(folder / f"IM{n:04d}.dcm", enforce_file_format=True)
     return folder

@@ -11,7 +11,9 @@ import pytest
 from conftest import series_in, write_ct_series
 from pydicom.encaps import generate_frames
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
@@ -21,7 +23,8 @@ from screen.volume import VolumeError, load_volume
 from screen.volume.decode import check_decodable
 
 SLICES = 12
-SYNTAXES = [ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGLSLossless]
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless,
+            JPEGLSLossless]
 
 
 def _series(folder: Path, syntax: str) -> list[Path]:
@@ -60,7 +63,7 @@ def test_one_damaged_slice_is_left_out_whatever_the_syntax(tmp_path: Path, synta
     # Issue reproduction: one undecodable slice of a JPEG 2000 series failed the series, while
     # an uncompressed truncated slice was left out. Now both are left out the same way.
     files = _series(tmp_path / "s", syntax)
-    damage = _cut_short if syntax == ExplicitVRLittleEndian else _corrupt_stream
+    damage = _corrupt_stream if UID(syntax).is_compressed else _cut_short
     damage(files[5])
     volume = load_volume(series_in(tmp_path / "s"))
     assert volume.hu.shape[0] == SLICES  # the gap is interpolated, as for a missing slice
@@ -81,7 +84,7 @@ def test_a_compressed_file_cut_short_is_left_out_too(tmp_path: Path, syntax) -> 
 def test_three_damaged_slices_fail_the_series_whatever_the_syntax(tmp_path: Path,
                                                                   syntax) -> None:
     files = _series(tmp_path / "s", syntax)
-    damage = _cut_short if syntax == ExplicitVRLittleEndian else _corrupt_stream
+    damage = _corrupt_stream if UID(syntax).is_compressed else _cut_short
     for path in (files[2], files[5], files[8]):
         damage(path)
     with pytest.raises(VolumeError, match="is damaged"):
