@@ -13,7 +13,7 @@ from screen.cli import app
 from screen.evaluate_decisions import evaluate_decisions
 from screen.metrics import cohen_kappa
 from screen.review import decisions
-from screen.review.decisions import Decision, Verdict
+from screen.review.decisions import ReviewDecision, Verdict
 from screen.tables import write_atomic
 from screen.worklist_row import SCHEMA
 
@@ -30,7 +30,7 @@ def _worklist(path: Path, flagged: dict[str, bool]) -> Path:
 
 def _decide(folder: Path, reviewer: str, votes: dict[str, str], minutes: int = 0) -> None:
     for n, (key, vote) in enumerate(votes.items()):
-        decisions.record(folder, Decision(reviewer, T0 + timedelta(minutes=minutes + n), key,
+        decisions.record(folder, ReviewDecision(reviewer, T0 + timedelta(minutes=minutes + n), key,
                                           Verdict(vote)))
 
 

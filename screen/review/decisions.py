@@ -54,7 +54,7 @@ class Verdict(str, Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ReviewDecision:
     reviewer: str
     time: datetime
     series_key: str
@@ -74,7 +74,7 @@ class Decision:
             raise ValueError(f"a note must be text of at most {NOTE_MAX} characters")
 
     @classmethod
-    def now(cls, reviewer: str, series_key: str, decision: str, note: str = "") -> Decision:
+    def now(cls, reviewer: str, series_key: str, decision: str, note: str = "") -> ReviewDecision:
         try:
             verdict = Verdict(decision)
         except ValueError:
@@ -89,7 +89,7 @@ class Decision:
         return {**self.as_row(), "time": self.time.isoformat()}  # type: ignore[dict-item]
 
 
-def record(folder: Path, decision: Decision) -> Path:
+def record(folder: Path, decision: ReviewDecision) -> Path:
     """Keep ``decision`` in ``folder``'s part files, then gather every part; returns the table."""
     folder = Path(folder)
     stamp = decision.time.strftime("%Y%m%dT%H%M%S")

@@ -79,7 +79,7 @@ class ReviewServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def record(self, body: bytes) -> decisions.Decision:
+    def record(self, body: bytes) -> decisions.ReviewDecision:
         """The decision a page posted, recorded; ValueError for anything else."""
         try:
             data = json.loads(body)
@@ -90,7 +90,7 @@ class ReviewServer:
         key = data["series_key"]
         if not page_path(self.folder, key).is_file():
             raise ValueError(f"series {key!r} is not in this report")
-        decision = decisions.Decision.now(self.reviewer, key, str(data.get("decision")),
+        decision = decisions.ReviewDecision.now(self.reviewer, key, str(data.get("decision")),
                                           str(data.get("note") or ""))
         decisions.record(self.folder, decision)
         logger.info("%s: %s on %s", decision.reviewer, decision.decision.value, key)

@@ -17,7 +17,7 @@ from screen.cli import app
 from screen.monitor.drift import monitor, psi
 from screen.monitor.intake import contrast_phase
 from screen.review import decisions
-from screen.review.decisions import Decision
+from screen.review.decisions import ReviewDecision
 from screen.tables import write_atomic
 from screen.worklist_row import SCHEMA
 
@@ -84,8 +84,8 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_the_difference() -> None:
 
 def test_the_command_warns_writes_a_page_and_fails_on_shift(sweeps, tmp_path: Path) -> None:
     folder = tmp_path / "review"
-    decisions.record(folder, Decision.now("dr-a", "3-1", "agree"))
-    decisions.record(folder, Decision.now("dr-a", "3-2", "disagree"))
+    decisions.record(folder, ReviewDecision.now("dr-a", "3-1", "agree"))
+    decisions.record(folder, ReviewDecision.now("dr-a", "3-2", "disagree"))
     html, summary = tmp_path / "monitor.html", tmp_path / "monitor.json"
     args = ["monitor", str(sweeps["february"]), str(sweeps["march"]), "--reference",
             str(sweeps["january"]), "--html", str(html), "--json", str(summary),

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from screen.review import decisions
-from screen.review.decisions import Decision
+from screen.review.decisions import ReviewDecision
 
 
 def test_decisions_made_at_once_all_survive(tmp_path: Path) -> None:
     def reviewer(name: str) -> None:
         for n in range(8):
-            decisions.record(tmp_path, Decision.now(name, f"series-{n}", "agree", f"{name} {n}"))
+            decisions.record(tmp_path, ReviewDecision.now(name, f"series-{n}", "agree", f"{name} {n}"))
 
     threads = [threading.Thread(target=reviewer, args=(name,)) for name in ("dr-a", "dr-b", "dr-c")]
     for t in threads:
@@ -33,17 +33,17 @@ def test_decisions_made_at_once_all_survive(tmp_path: Path) -> None:
 
 def test_a_decision_is_checked_when_made() -> None:
     with pytest.raises(ValueError, match="agree, disagree or unsure"):
-        Decision.now("dr-a", "series-1", "maybe")
+        ReviewDecision.now("dr-a", "series-1", "maybe")
     with pytest.raises(ValueError, match="needs a reviewer"):
-        Decision.now(" ", "series-1", "agree")
+        ReviewDecision.now(" ", "series-1", "agree")
     with pytest.raises(ValueError, match="time zone"):
-        Decision("dr-a", datetime(2025, 1, 1), "series-1", decisions.Verdict.AGREE)
+        ReviewDecision("dr-a", datetime(2025, 1, 1), "series-1", decisions.Verdict.AGREE)
     with pytest.raises(ValueError, match="at most 4000"):
-        Decision.now("dr-a", "series-1", "agree", "x" * 4001)
+        ReviewDecision.now("dr-a", "series-1", "agree", "x" * 4001)
 
 
 def test_a_note_cannot_break_out_of_the_script_the_pages_read(tmp_path: Path) -> None:
-    decisions.record(tmp_path, Decision.now("dr-a", "s", "unsure", "</script><script>alert(1)"))
+    decisions.record(tmp_path, ReviewDecision.now("dr-a", "s", "unsure", "</script><script>alert(1)"))
     assert "</script>" not in (tmp_path / decisions.DECISIONS_JS).read_text()
 
 
