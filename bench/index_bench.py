@@ -8,7 +8,9 @@ groups of realistic size, then measures on a warm page cache:
   - a bare `pydicom.dcmread(path, stop_before_pixels=True)` loop, one process;
   - screen's header reader, one process, then 1 and 2 worker processes for the whole index;
   - the peak memory (VmHWM) of a process that does nothing but index, on half the files and
-    on all of them, and what each file adds.
+    on all of them, and what each file adds;
+  - start-up: `screen index` of an empty folder against `screen --help`, each a fresh
+    process, the median of several runs.
 
 With --projection-files N (default 100000; 0 to skip) it also generates N tiny CT files
 (16x16 pixels behind full headers with vendor blocks, in series of 200 slices; once, cached
@@ -21,6 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +158,28 @@ def projection(files: int) -> dict[str, object]:
     }
 
 
+def startup(runs: int = 7) -> dict[str, object]:
+    """Seconds from a fresh process to the end of `screen index EMPTY` and `screen --help`."""
+    screen = [sys.executable, "-m", "screen"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "empty").mkdir()
+        empty = median_seconds_of([*screen, "index", str(Path(tmp) / "empty"), "--out",
+                                   str(Path(tmp) / "inventory.parquet")], runs)
+    bare = median_seconds_of([*screen, "--help"], runs)
+    python = median_seconds_of([sys.executable, "-c", "pass"], runs)
+    return {"index_empty_folder_s": round(empty, 3), "help_s": round(bare, 3),
+            "python_alone_s": round(python, 3)}
+
+
+def median_seconds_of(command: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def paths_in(root: Path) -> list[str]:
     return [f.path for f in crawl([root]) if isinstance(f, Found)]
 
@@ -159,7 +188,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--projection-files", type=int, default=100_000)
+    parser.add_argument("--startup-only", action="store_true",
+                        help="measure only start-up (seconds)")
     args = parser.parse_args()
+    if args.startup_only:
+        save("startup", startup())
+        return
     files = args.files
     root = archive_of(files)
     paths = paths_in(root)
@@ -200,6 +234,7 @@ def main() -> None:
         "screen_index_2_workers_files_per_s": round(n / t_index2),
         "speedup_1_to_2_workers": round(t_index1 / t_index2, 2),
         "index_process": growth,
+        "startup": startup(),
     })
     if args.projection_files:
         save("index_projection", projection(args.projection_files))

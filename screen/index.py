@@ -312,14 +312,13 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def inventory_table(entries: Iterable[InventoryEntry]) -> pa.Table:
-    rows = [_inventory_row(e) for e in entries]
-    return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
+    return tables.table_of([_inventory_row(e) for e in entries], INVENTORY_SCHEMA)
 
 
 def errors_table(errors: Iterable[FileError]) -> pa.Table:
     rows = [{"path": paths.to_text(e.path), "stage": e.stage.value, "error": paths.to_text(e.error)}
             for e in errors]
-    return pa.Table.from_pylist(rows, schema=tables.ERRORS_SCHEMA)
+    return tables.table_of(rows, tables.ERRORS_SCHEMA)
 
 
 def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
