@@ -9,6 +9,7 @@ that the one it died of ends in the errors and every other file is read.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -110,7 +111,15 @@ class _Readers:
     def __init__(self, executor: Executor | None, workers: int) -> None:
         self._owned = executor is None
         self._workers = workers
-        self._pool = executor or ProcessPoolExecutor(max_workers=workers)
+        self._pool = executor or self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # Workers forked from a server process started clean, not from this one: a sweep's
+        # client runs Dask's threads, and a fork copies whatever locks they hold. The server
+        # loads the header reader (and pydicom) once, for every worker forked from it.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["screen.headers"])
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
 
     def submit(self, paths: list[str]) -> Future[list[Instance | FileError]]:
         try:
@@ -119,7 +128,7 @@ class _Readers:
             if not self._owned:
                 raise
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = ProcessPoolExecutor(max_workers=self._workers)
+            self._pool = self._new_pool()
             return self._pool.submit(read_instances, paths)
 
     def alone(self, paths: list[str]) -> Iterator[Instance | FileError]:

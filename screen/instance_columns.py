@@ -176,4 +176,4 @@ class SeriesInstances(Sequence[Instance]):
         return f"SeriesInstances({len(self)} instances)"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (SeriesInstances.of, (tuple(self),))
+        return (SeriesInstances, (InstanceColumns(self), range(len(self))))

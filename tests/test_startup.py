@@ -1,6 +1,6 @@
 """What `screen index` of an empty folder and `screen --help` load: nothing of Dask, pandas,
 the networks' runtimes or image libraries, whose imports were most of their start-up time.
-Timing itself is left to the benchmarks (bench/index_bench.py --startup-only)."""
+Timing itself is left to the benchmarks (bench/index_bench.py --only startup)."""
 
 from __future__ import annotations
 
