@@ -1,9 +1,6 @@
 """Read every file's header in worker processes, over a bounded window of chunks, so that an
-archive of millions of files never becomes millions of pending tasks.
-
-A worker process that dies (a decoder library crashing on a strange file, or the memory
-killer) takes the reads it held with it; those files are read again afterwards, alone, so
-that the one it died of ends in the errors and every other file is read.
+archive of millions of files never becomes millions of pending tasks, and so that a worker
+that dies costs no file but the one it died of (see :func:`read_headers`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ series, and what keeps a pseudonymised index free of identifiers."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -95,7 +96,9 @@ def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
 
 
 def _inventory_row(entry: InventoryEntry) -> dict[str, object]:
-    s, g, d = entry.series, entry.series.geometry, entry.decision
+    # Instances kept as columns are records again once here, not once per column below.
+    s = replace(entry.series, instances=tuple(entry.series.instances))
+    g, d = s.geometry, entry.decision
     first = s.first
     f = facts(s)  # the same view of the series the rules saw
     return {
