@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -111,9 +112,14 @@ class _Readers:
         self._pool = executor or self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # Workers forked from a server process started clean, not from this one: a sweep's
-        # client runs Dask's threads, and a fork copies whatever locks they hold. The server
-        # loads the header reader (and pydicom) once, for every worker forked from it.
+        # A fork copies the locks that other threads hold. With none running (screen index)
+        # workers are forked from this process. Beside other threads (a sweep's Dask client)
+        # they are forked from a server process started clean, which loads the header reader
+        # once for all of them; like Dask's own workers, it needs a script's work to be under
+        # `if __name__ == "__main__":`.
+        if threading.active_count() == 1:
+            return ProcessPoolExecutor(max_workers=self._workers,
+                                       mp_context=multiprocessing.get_context("fork"))
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["screen.headers"])
         return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)

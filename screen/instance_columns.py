@@ -4,8 +4,10 @@ An Instance record with its strings takes some 900 bytes, and most of it repeats
 file of one series: the UIDs of the study and series, the descriptions, the orientation, the
 image size. Here each distinct combination of those shared values is kept once, and each file
 keeps only what is its own, in typed arrays: its name within its folder, the last part of its
-SOP instance UID, its position, its instance number and its size, about 80 bytes. The records
-are rebuilt on demand, equal to those that were put in, field for field and type for type.
+SOP instance UID, its position, its instance number and its size, about 100 bytes. The records
+are rebuilt on demand, equal to those that were put in, field for field. (Shared values that
+compare equal are kept as the first file gave them: an orientation of -0.0 comes back as the
+0.0 of its neighbours, which every computation treats alike.)
 """
 
 from __future__ import annotations
