@@ -1,5 +1,5 @@
 """The Parquet files `screen` writes: the worklist's and errors' schemas (the inventory's lives
-in `inventory.py`), and one way to write them safely.
+with the index), and one way to write them safely.
 
 Every table is written whole to a temporary file beside its destination, flushed to disk and
 renamed over it, so a reader never sees half a file and a crash never leaves one. Each
