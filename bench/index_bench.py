@@ -1,6 +1,6 @@
 """Header indexing speed: `screen index` against a bare pydicom loop over the same files.
 
-    python -m bench.index_bench [--files 20000]
+    python -m bench.index_bench [--files 20000] [--only startup|in-scan]
 
 Generates (once, cached under out/bench/archive-N) a synthetic archive with vendor private
 groups of realistic size, then measures on a warm page cache:
@@ -8,12 +8,17 @@ groups of realistic size, then measures on a warm page cache:
   - a bare `pydicom.dcmread(path, stop_before_pixels=True)` loop, one process;
   - screen's header reader, one process, then 1 and 2 worker processes for the whole index;
   - the peak memory (VmHWM) of a process that does nothing but index, on half the files and
-    on all of them, and what each file adds.
+    on all of them, and what each file adds;
+  - the index inside `scan` (beside its local Dask cluster) against `screen index`;
+  - start-up: `screen index` of an empty folder against `screen --help`, each a fresh
+    process, the median of several runs.
 
 With --projection-files N (default 100000; 0 to skip) it also generates N tiny CT files
-(16x16 pixels behind full headers with vendor blocks, in series of 200 slices; once, cached
-under out/bench/projection-N) and indexes half and all of them in a process of their own:
-memory per file and files per second, projected to an archive of 10 million files.
+(16x16 pixels behind full headers with a vendor's small private tags, in series of 200
+slices, one 4 KiB block each; once, cached under out/bench/projection-N) and indexes half and
+all of them in a process of their own: memory per file and files per second, projected to
+an archive of 10 million files. The goal is 1M files (--projection-files 1000000: 4 GiB of
+disk).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +66,17 @@ SERIES_PER_STUDY = 4
 
 
 def projection_archive(files: int) -> Path:
-    """About ``files`` tiny CT files with full headers, one folder per series."""
+    """About ``files`` tiny CT files with full headers, one folder per series of SLICES.
+
+    One series is written with pydicom (vendor tags before group 0028 kept, the big private
+    blobs after it dropped, so that a file takes one 4 KiB block) and copied to every other
+    series with its identifiers and UIDs rewritten in place, at the same length: a million
+    files are written in a minute, each with its own SOP instance UID."""
     from screen.synth.dicom_writer import (
         AXIAL,
         CT_IMAGE_STORAGE,
         MODELS,
         SOFT_KERNELS,
-        VENDORS,
         PixelEncoding,
         SeriesPlan,
         Study,
@@ -74,33 +88,55 @@ def projection_archive(files: int) -> Path:
     if (root / ".complete").exists():
         return root / "archive"
     shutil.rmtree(root, ignore_errors=True)
-    rng = np.random.default_rng(0)
-    images = [np.full((16, 16), 40.0, dtype=np.float32)] * SLICES
-    positions = [(-150.0, -180.0, -300.0 + 2.5 * k) for k in range(SLICES)]
+    vendor = "GE MEDICAL SYSTEMS"
+    study = Study(
+        patient_id="PX0000000", patient_name="PATIENT^PX0000000", patient_birth_date="19600101",
+        patient_sex="F", accession_number="AX00000000", study_instance_uid=uid(0, "study"),
+        study_date="20240101", study_time="120000",
+        study_description="CT ABDOMEN PELVIS W CONTRAST", institution="GENERAL HOSPITAL")
+    plan = SeriesPlan(
+        kind="abdominal_ct", series_instance_uid=uid(0, "series"), series_number=2,
+        series_description="PORTAL VENOUS 2.5mm", modality="CT", sop_class_uid=CT_IMAGE_STORAGE,
+        image_type=("ORIGINAL", "PRIMARY", "AXIAL"), manufacturer=vendor,
+        model=MODELS[vendor][0], frame_of_reference_uid=uid(0, "frame"), syntax="explicit",
+        encoding=PixelEncoding(signed=True, intercept=0.0, bits_stored=16),
+        folders=("template",), naming="im", kernel=SOFT_KERNELS[vendor][0],
+        body_part="ABDOMEN", slice_thickness=2.5)
+    template = root / "template"
+    write_series(template, study, plan, [np.full((16, 16), 40.0, dtype=np.float32)] * SLICES,
+                 [(-150.0, -180.0, -300.0 + 2.5 * k) for k in range(SLICES)], AXIAL, (0.8, 0.8),
+                 seed=0, rng=np.random.default_rng(0))
+    slices = []
+    for path in sorted((template / "template").iterdir()):
+        ds = pydicom.dcmread(path)
+        for element in [e for e in ds if e.tag.is_private and e.tag.group > 0x0028]:
+            del ds[element.tag]
+        ds.save_as(path)
+        slices.append((path.name, path.read_bytes(), str(ds.SOPInstanceUID)))
+    fixed = {"series": str(plan.series_instance_uid), "study": str(study.study_instance_uid),
+             "frame": str(plan.frame_of_reference_uid)}
+
+    def same_length(text: str, number: int) -> bytes:
+        digits = f"{number:07d}"  # fixed width, so that no two numbers give one UID
+        return (text[:-len(digits)] + digits).encode()
+
+    archive = root / "archive"
     for n in range(max(1, files // SLICES)):
         patient, number = divmod(n, SERIES_PER_STUDY)
-        study = Study(
-            patient_id=f"{10**7 + patient}", patient_name=f"PATIENT^{patient}",
-            patient_birth_date="19600101", patient_sex="F", accession_number=f"{10**8 + patient}",
-            study_instance_uid=uid(0, "study", patient), study_date="20240101",
-            study_time="120000", study_description="CT ABDOMEN PELVIS W CONTRAST",
-            institution="GENERAL HOSPITAL")
-        vendor = VENDORS[patient % len(VENDORS)]
-        plan = SeriesPlan(
-            kind="abdominal_ct", series_instance_uid=uid(0, "series", n),
-            series_number=number + 2, series_description="PORTAL VENOUS 2.5mm", modality="CT",
-            sop_class_uid=CT_IMAGE_STORAGE, image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
-            manufacturer=vendor, model=MODELS[vendor][0],
-            frame_of_reference_uid=uid(0, "frame", patient), syntax="explicit",
-            encoding=PixelEncoding(signed=True, intercept=0.0, bits_stored=16),
-            folders=(f"{study.patient_id}/{study.study_date}_{study.accession_number}/"
-                     f"SE{number + 2:03d}",),
-            naming="im", kernel=SOFT_KERNELS[vendor][0], body_part="ABDOMEN",
-            slice_thickness=2.5)
-        write_series(root / "archive", study, plan, images, positions, AXIAL, (0.8, 0.8),
-                     seed=0, rng=rng)
+        swaps = [(b"PX0000000", f"PX{patient:07d}".encode()),
+                 (b"AX00000000", f"AX{patient:08d}".encode()),
+                 (fixed["series"].encode(), same_length(fixed["series"], n)),
+                 (fixed["study"].encode(), same_length(fixed["study"], patient)),
+                 (fixed["frame"].encode(), same_length(fixed["frame"], patient))]
+        folder = archive / f"PX{patient:07d}" / f"20240101_AX{patient:08d}" / f"SE{number + 2:03d}"
+        folder.mkdir(parents=True)
+        for name, data, sop in slices:
+            for old, new in swaps:
+                data = data.replace(old, new)
+            (folder / name).write_bytes(data.replace(sop.encode(), same_length(sop, n)))
+    shutil.rmtree(template)
     (root / ".complete").write_text("")
-    return root / "archive"
+    return archive
 
 
 # A process that does nothing but index: its peak memory (VmHWM, which unlike ru_maxrss starts
@@ -151,6 +187,54 @@ def projection(files: int) -> dict[str, object]:
     }
 
 
+def in_scan(root: Path, workers: int = 2, rounds: int = 3) -> dict[str, object]:
+    """`screen index`'s speed against the index inside `scan`, beside its local Dask cluster:
+    as scan runs it (the index's own pool) and as it ran it before (Dask's executor).
+
+    Each is the best of ``rounds``, after a first index that warms the page cache and starts
+    the reading pool's fork server. Scan indexes once its workers have loaded the model; here
+    each worker has run a task first, and the two in-scan ways take turns at going first."""
+    from screen.cluster import connect
+
+    index([root], workers=workers)
+    alone, own_pool, dask = [], [], []
+    for round_ in range(rounds):
+        alone.append(timed(lambda: index([root], workers=workers))[1])
+        with connect(scheduler=None, cpu_workers=workers, gpus=()) as client:
+            client.run(os.getpid)  # every worker up and answering, as when scan indexes
+            ways = [(own_pool, lambda: index([root], workers=workers)),
+                    (dask, lambda: index([root], executor=client.get_executor()))]
+            for times, way in ways[::-1] if round_ % 2 else ways:
+                times.append(timed(way)[1])
+    return {"files": index([root], workers=workers).files_found,
+            "screen_index_s": round(min(alone), 2), "in_scan_s": round(min(own_pool), 2),
+            "in_scan_through_dask_executor_s": round(min(dask), 2),
+            "in_scan_speed_vs_screen_index": round(min(alone) / min(own_pool), 2),
+            "dask_executor_speed_vs_screen_index": round(min(alone) / min(dask), 2)}
+
+
+def startup(runs: int = 7) -> dict[str, object]:
+    """Seconds from a fresh process to the end of `screen index EMPTY` and `screen --help`."""
+    screen = [sys.executable, "-m", "screen"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "empty").mkdir()
+        empty = median_seconds_of([*screen, "index", str(Path(tmp) / "empty"), "--out",
+                                   str(Path(tmp) / "inventory.parquet")], runs)
+    bare = median_seconds_of([*screen, "--help"], runs)
+    python = median_seconds_of([sys.executable, "-c", "pass"], runs)
+    return {"index_empty_folder_s": round(empty, 3), "help_s": round(bare, 3),
+            "python_alone_s": round(python, 3)}
+
+
+def median_seconds_of(command: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def paths_in(root: Path) -> list[str]:
     return [f.path for f in crawl([root]) if isinstance(f, Found)]
 
@@ -159,7 +243,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--projection-files", type=int, default=100_000)
+    parser.add_argument("--only", choices=("startup", "in-scan"),
+                        help="measure only start-up, or only the index inside scan")
     args = parser.parse_args()
+    if args.only == "startup":
+        save("index_startup", startup())
+        return
+    if args.only == "in-scan":
+        save("index_in_scan", in_scan(archive_of(args.files)))
+        return
     files = args.files
     root = archive_of(files)
     paths = paths_in(root)
@@ -200,6 +292,8 @@ def main() -> None:
         "screen_index_2_workers_files_per_s": round(n / t_index2),
         "speedup_1_to_2_workers": round(t_index1 / t_index2, 2),
         "index_process": growth,
+        "startup": startup(),
+        "in_scan": in_scan(root),
     })
     if args.projection_files:
         save("index_projection", projection(args.projection_files))

@@ -12,14 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from screen import __version__
@@ -600,6 +592,15 @@ class _file_progress:
     """A rich progress display fed by the library's progress callbacks."""
 
     def __enter__(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         from screen.index import Progress as Callbacks
 
         self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

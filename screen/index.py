@@ -1,37 +1,43 @@
 """`screen index`: crawl archives, read headers, assemble series and decide which to screen.
 
-No pixel is read. Headers are read in worker processes over a bounded window of chunks, so an
-archive of millions of files never becomes millions of pending tasks. The archive is only
-ever opened for reading.
+No pixel is read, and the archive is only ever opened for reading. What each file's header
+says is kept as columns (`instance_columns`) until its series is assembled, so that memory
+grows by some hundred bytes per file, not by a record's thousand.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from itertools import islice
 from pathlib import Path
 
-import pyarrow as pa
-
 from screen import paths, tables
-from screen.crawl import Found, crawl
+from screen.header_reading import default_workers, read_headers
+from screen.instance_columns import InstanceColumns, SeriesInstances
+from screen.inventory import (
+    errors_table,
+    inventory_table,
+    observe_identity,
+    private_provenance,
+)
 from screen.pseudonym import Pseudonymizer
-from screen.records import Decision, FileError, Instance, InventoryEntry, Series, Stage
-from screen.select import Rules, facts, load_rules
-from screen.series import assemble
+from screen.records import Decision, FileError, Instance, InventoryEntry, Series
+from screen.select import Rules, load_rules
+from screen.series import assemble_groups, group_key
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["CONTENT_RULE", "IndexResult", "Progress", "default_workers", "geometry_warnings",
+           "index", "inventory_entry", "inventory_table", "observe_identity",
+           "private_provenance", "read_headers", "summary", "with_content_decisions",
+           "write_outputs"]
+
 CONTENT_RULE = "content"  # the rule name for series the image content ruled out
-CHUNK = 64  # files per task: large enough to amortise the round trip, small enough to balance
-WINDOW_PER_WORKER = 4  # chunks in flight per worker process
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +87,14 @@ def index(
 ) -> IndexResult:
     """Everything found under ``roots``: series with their decisions, and files in error.
 
-    Links out of the archive are reported and not followed unless ``follow_links``.
+    Headers are read in ``executor`` when given, else in a pool of ``workers`` processes (see
+    :func:`read_headers`). Links out of the archive are reported and not followed unless
+    ``follow_links``.
     """
     rules = rules or load_rules()
     progress = progress or Progress()
-    instances: list[Instance] = []
+    read = InstanceColumns()
     errors: list[FileError] = []
-    shared = _SharedValues()
     found = 0
     for outcome in read_headers(roots, workers=workers, executor=executor,
                                 follow_links=follow_links):
@@ -95,39 +102,56 @@ def index(
         if isinstance(outcome, FileError):
             errors.append(outcome)
         else:
-            instances.append(shared.compact(outcome))
+            read.append(outcome)
         if found % 256 == 0:
             progress.on_files(found, len(errors))
     progress.on_files(found, len(errors))
     progress.on_stage("assembling series")
-    series, duplicates = assemble(instances)
-    errors.extend(duplicates)
-    entries = tuple(inventory_entry(s, rules) for s in series)
-    return IndexResult(entries, tuple(errors), found)
+    entries: list[InventoryEntry] = []
+
+    def decide(series: Series, compact: Series) -> None:
+        # The rules look at every instance: they see records, the entry keeps columns.
+        entries.append(replace(inventory_entry(series, rules), series=compact))
+
+    _, left_out = _assemble(read, decide)
+    errors.extend(left_out)
+    return IndexResult(tuple(entries), tuple(errors), found)
 
 
-class _SharedValues:
-    """One copy of each value that many instances repeat (UIDs of the study and series,
-    descriptions, orientation), so memory grows with what is unique to each file: its path,
-    its SOP instance UID and its position."""
+def _assemble(read: InstanceColumns, decide: Callable[[Series, Series], None]
+              ) -> tuple[list[Series], list[FileError]]:
+    """The series of the instances read, assembled one group at a time, so that only one
+    group's instances are records at once; each series keeps its instances as columns of
+    ``read``. ``decide`` is given each series as records and as columns."""
+    members: dict[tuple[str, str], array[int]] = defaultdict(lambda: array("I"))
+    key_of_kind: dict[int, tuple[str, str]] = {}
+    for number in range(len(read)):
+        kind = read.kind(number)
+        key = key_of_kind.get(kind)
+        if key is None:  # a group key depends only on what instances of one kind share
+            key = key_of_kind[kind] = group_key(read[number])
+        members[key].append(number)
+    number_of: dict[int, int] = {}  # id of each record of the group at hand -> its number
 
-    FIELDS = ("transfer_syntax_uid", "sop_class_uid", "modality", "patient_id", "patient_name",
-              "patient_birth_date",
-              "accession_number", "study_instance_uid", "study_date", "study_description",
-              "series_instance_uid", "series_description", "protocol_name",
-              "body_part_examined", "frame_of_reference_uid", "manufacturer", "image_type",
-              "convolution_kernel", "contrast_agent", "image_orientation", "pixel_spacing")
+    def groups() -> Iterator[tuple[tuple[str, str], list[Instance]]]:
+        for key in sorted(members):
+            numbers = members.pop(key)
+            records = [read[n] for n in numbers]
+            number_of.clear()
+            number_of.update(zip(map(id, records), numbers))
+            yield key, records
 
-    def __init__(self) -> None:
-        self._values: dict[object, object] = {}
+    def compact(series: Series) -> Series:
+        try:
+            order = [number_of[id(i)] for i in series.instances]
+        except KeyError:  # a record assembly made anew: the series gets columns of its own
+            kept = replace(series, instances=SeriesInstances.of(series.instances))
+        else:
+            kept = replace(series, instances=SeriesInstances(read, order))
+        decide(series, kept)
+        return kept
 
-    def compact(self, instance: Instance) -> Instance:
-        values = self._values
-        for name in self.FIELDS:
-            value = getattr(instance, name)
-            # Frozen records are rebuilt field by field only here, where memory is at stake.
-            object.__setattr__(instance, name, values.setdefault(value, value))
-        return instance
+    return assemble_groups(groups(), then=compact)
 
 
 def inventory_entry(series: Series, rules: Rules) -> InventoryEntry:
@@ -162,166 +186,6 @@ def geometry_warnings(series: Series) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def default_workers() -> int:
-    return os.cpu_count() or 1
-
-
-def read_headers(roots: Sequence[str | Path], *, workers: int | None = None,
-                 executor: Executor | None = None, follow_links: bool = False
-                 ) -> Iterator[Instance | FileError]:
-    """Crawl and read every file's header, yielding one outcome per file found.
-
-    Reads run in ``executor`` when given (a Dask cluster's, say), else in a pool of
-    ``workers`` processes, or in this process when ``workers`` is 1. A worker process that
-    dies (a decoder library crashing on a strange file, or the memory killer) takes its reads
-    with it; those files are read again afterwards, alone, so that the one it died of ends in
-    the errors and every other file is read.
-    """
-    workers = workers or default_workers()
-    paths = _PathsAndErrors(crawl(roots, follow_links=follow_links))
-    chunks = _chunks(paths.iterate(), CHUNK)
-    if executor is None and workers == 1:
-        for chunk in chunks:
-            yield from paths.take_errors()
-            yield from read_instances(chunk)
-        yield from paths.take_errors()
-        return
-    readers = _Readers(executor, workers)
-    lost: list[list[str]] = []
-    try:
-        pending: dict[Future[list[Instance | FileError]], list[str]] = {}
-        window = workers * WINDOW_PER_WORKER
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < window:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    exhausted = True
-                else:
-                    pending[readers.submit(chunk)] = chunk
-            yield from paths.take_errors()
-            if pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = pending.pop(future)
-                    try:
-                        outcomes = future.result()
-                    except Exception as exc:
-                        if not _worker_died(exc):
-                            raise
-                        logger.warning("a worker reading headers died (%s: %s)", type(exc).__name__, exc)
-                        lost.append(chunk)
-                    else:
-                        yield from outcomes
-        yield from paths.take_errors()
-        if lost:
-            logger.warning("%d files were lost with a worker that died; reading them again, alone, "
-                        "to find which one it died of", sum(map(len, lost)))
-        for chunk in lost:
-            yield from readers.alone(chunk)
-    finally:
-        readers.close()
-
-
-def read_instances(paths: list[str]) -> list[Instance | FileError]:
-    """The outcome of reading each file's header, in order. pydicom is loaded here, with the
-    first file there is to read, not with the command: an empty folder is indexed without it."""
-    from screen.headers import read_instances as read
-
-    return read(paths)
-
-
-def _worker_died(exc: BaseException) -> bool:
-    """Whether a read failed because the process doing it died: in a pool of our own, or on a
-    Dask cluster (KilledWorker; Dask is imported only where one is used, so none without)."""
-    distributed = sys.modules.get("distributed")
-    return isinstance(exc, BrokenProcessPool) or (
-        distributed is not None and isinstance(exc, distributed.KilledWorker))
-
-
-class _Readers:
-    """Where header reads run: ``executor``, or a process pool of this reader's own, which is
-    renewed when a worker's death breaks it (the death fails every read then in flight)."""
-
-    def __init__(self, executor: Executor | None, workers: int) -> None:
-        self._owned = executor is None
-        self._workers = workers
-        self._pool = executor or ProcessPoolExecutor(max_workers=workers)
-
-    def submit(self, paths: list[str]) -> Future[list[Instance | FileError]]:
-        try:
-            return self._pool.submit(read_instances, paths)
-        except BrokenProcessPool:
-            if not self._owned:
-                raise
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = ProcessPoolExecutor(max_workers=self._workers)
-            return self._pool.submit(read_instances, paths)
-
-    def alone(self, paths: list[str]) -> Iterator[Instance | FileError]:
-        """Read ``paths`` with nothing else in flight, halving them each time their worker
-        dies, down to the file it dies of, which becomes an error."""
-        try:
-            outcomes = self.submit(paths).result()
-        except Exception as exc:
-            if not _worker_died(exc):
-                raise
-            if len(paths) > 1:
-                half = len(paths) // 2
-                yield from self.alone(paths[:half])
-                yield from self.alone(paths[half:])
-            else:
-                yield FileError(paths[0], Stage.HEADER,
-                                "the process reading this file's header died (a crash in a "
-                                f"decoder library, or out of memory): {type(exc).__name__}: {exc}")
-        else:
-            yield from outcomes
-
-    def close(self) -> None:
-        if self._owned:
-            self._pool.shutdown(cancel_futures=True)
-
-
-class _PathsAndErrors:
-    """Splits the crawl into paths to read and crawl errors to pass straight through."""
-
-    def __init__(self, found: Iterable[Found | FileError]) -> None:
-        self._found = iter(found)
-        self._errors: list[FileError] = []
-
-    def iterate(self) -> Iterator[str]:
-        for item in self._found:
-            if isinstance(item, FileError):
-                self._errors.append(item)
-            else:
-                yield item.path
-
-    def take_errors(self) -> list[FileError]:
-        taken, self._errors = self._errors, []
-        return taken
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables
-
-
-def inventory_table(entries: Iterable[InventoryEntry]) -> pa.Table:
-    rows = [_inventory_row(e) for e in entries]
-    return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
-
-
-def errors_table(errors: Iterable[FileError]) -> pa.Table:
-    rows = [{"path": paths.to_text(e.path), "stage": e.stage.value, "error": paths.to_text(e.error)}
-            for e in errors]
-    return pa.Table.from_pylist(rows, schema=tables.ERRORS_SCHEMA)
-
-
 def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
                   rules: Rules, roots: Sequence[str | Path],
                   pseudonymizer: Pseudonymizer | None = None) -> None:
@@ -341,29 +205,6 @@ def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
     tables.write_atomic(err, errors, extra)
 
 
-def observe_identity(pseudonymizer: Pseudonymizer, series: Series) -> None:
-    """Teach the pseudonymizer every identifier of a series' patient, so that none of them
-    survives in a path or a message, even those (name, birth date) we never write."""
-    first = series.first
-    pseudonymizer.observe({"patient_id": first.patient_id, "patient_name": first.patient_name,
-                           "birth_date": first.patient_birth_date,
-                           "accession_number": first.accession_number})
-
-
-def private_provenance(extra: dict[str, object], pseudonymizer: Pseudonymizer
-                       ) -> dict[str, object]:
-    """Provenance whose command line and archive paths name no patient, and which records
-    the key's fingerprint."""
-    scrubbed = dict(extra)
-    scrubbed["command"] = pseudonymizer.pseudonymize_command(
-        tables.provenance()["command"])  # type: ignore[arg-type]
-    scrubbed["pseudonymized_with"] = pseudonymizer.fingerprint
-    if "archives" in scrubbed:
-        scrubbed["archives"] = [pseudonymizer.pseudonymize_path(a)
-                                for a in scrubbed["archives"]]  # type: ignore[union-attr]
-    return scrubbed
-
-
 def summary(result: IndexResult) -> dict[str, object]:
     return {
         "files_found": result.files_found,
@@ -373,104 +214,4 @@ def summary(result: IndexResult) -> dict[str, object]:
         "rejected_by_rule": result.rejected_by_rule,
         "abdominal_by_tags_rejected_for_geometry": result.abdominal_rejected_for_geometry,
         "errors_by_stage": result.errors_by_stage,
-    }
-
-
-INVENTORY_SCHEMA = pa.schema([
-    ("series_key", pa.string()),
-    ("series_instance_uid", pa.string()),
-    ("uid_source", pa.string()),
-    ("study_instance_uid", pa.string()),
-    ("patient_id", pa.string()),
-    ("accession_number", pa.string()),
-    ("study_date", pa.string()),
-    ("modality", pa.string()),
-    ("sop_class_uid", pa.string()),
-    ("body_part_examined", pa.string()),
-    ("series_description", pa.string()),
-    ("study_description", pa.string()),
-    ("protocol_name", pa.string()),
-    ("manufacturer", pa.string()),
-    ("convolution_kernel", pa.string()),
-    ("image_type", pa.string()),
-    ("transfer_syntax_uid", pa.string()),
-    ("n_instances", pa.int32()),
-    ("n_slices", pa.int32()),
-    ("rows", pa.int32()),
-    ("columns", pa.int32()),
-    ("pixel_spacing_mm", pa.list_(pa.float32())),
-    ("slice_thickness_mm", pa.float32()),
-    ("orientation", pa.string()),
-    ("single_orientation", pa.bool_()),
-    ("obliquity_deg", pa.float32()),
-    ("unique_positions", pa.bool_()),
-    ("uniform_spacing", pa.bool_()),
-    ("slice_spacing_mm", pa.float32()),
-    ("min_gap_mm", pa.float32()),
-    ("max_gap_mm", pa.float32()),
-    ("consistent_pixel_spacing", pa.bool_()),
-    ("consistent_image_size", pa.bool_()),
-    ("gantry_tilt_deg", pa.float32()),
-    ("z_coverage_mm", pa.float32()),
-    ("eligible", pa.bool_()),
-    ("rule", pa.string()),
-    ("reason", pa.string()),
-    ("needs_content_check", pa.bool_()),
-    ("abdominal_by_tags", pa.bool_()),
-    ("warnings", pa.list_(pa.string())),
-    ("split_reason", pa.string()),
-    ("files", pa.list_(pa.string())),
-    ("sop_instance_uids", pa.list_(pa.string())),
-])
-
-
-def _inventory_row(entry: InventoryEntry) -> dict[str, object]:
-    s, g, d = entry.series, entry.series.geometry, entry.decision
-    first = s.first
-    f = facts(s)  # the same view of the series the rules saw
-    return {
-        "series_key": s.key,
-        "series_instance_uid": first.series_instance_uid,
-        "uid_source": s.uid_source,
-        "study_instance_uid": first.study_instance_uid,
-        "patient_id": first.patient_id,
-        "accession_number": first.accession_number,
-        "study_date": first.study_date,
-        "modality": first.modality,
-        "sop_class_uid": first.sop_class_uid,
-        "body_part_examined": first.body_part_examined,
-        "series_description": first.series_description,
-        "study_description": first.study_description,
-        "protocol_name": first.protocol_name,
-        "manufacturer": first.manufacturer,
-        "convolution_kernel": first.convolution_kernel,
-        "image_type": "\\".join(f["image_type"]),
-        "transfer_syntax_uid": first.transfer_syntax_uid,
-        "n_instances": len(s.instances),
-        "n_slices": s.n_frames,
-        "rows": first.rows,
-        "columns": first.columns,
-        "pixel_spacing_mm": list(first.pixel_spacing) if first.pixel_spacing else None,
-        "slice_thickness_mm": f["slice_thickness_mm"],
-        "orientation": f["plane"][0],
-        "single_orientation": g.single_orientation,
-        "obliquity_deg": g.obliquity_deg,
-        "unique_positions": g.unique_positions,
-        "uniform_spacing": g.uniform_spacing,
-        "slice_spacing_mm": g.slice_spacing_mm,
-        "min_gap_mm": g.min_gap_mm,
-        "max_gap_mm": g.max_gap_mm,
-        "consistent_pixel_spacing": g.consistent_pixel_spacing,
-        "consistent_image_size": g.consistent_image_size,
-        "gantry_tilt_deg": g.gantry_tilt_deg,
-        "z_coverage_mm": g.z_coverage_mm,
-        "eligible": d.eligible,
-        "rule": d.rule or None,
-        "reason": d.reason or None,
-        "needs_content_check": d.eligible and bool(entry.confirm),
-        "abdominal_by_tags": entry.abdominal_by_tags,
-        "warnings": list(entry.confirm + entry.warnings),
-        "split_reason": s.split_reason or None,
-        "files": [paths.to_text(i.path) for i in s.instances],
-        "sop_instance_uids": [i.sop_instance_uid for i in s.instances],
     }

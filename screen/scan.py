@@ -193,7 +193,11 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
             result = index_pacs(options.pacs, rules=rules, progress=progress.index,
                                 last_run=last_run)
         else:
-            result = indexing.index(roots, rules=rules, executor=client.get_executor(),
+            # Headers are read by the index's own pool, as by `screen index` (Dask's executor
+            # costs a round trip per chunk), except on a user's cluster, whose machines share
+            # the reading out between them.
+            executor = client.get_executor() if options.scheduler else None
+            result = indexing.index(roots, rules=rules, workers=cpu_workers, executor=executor,
                                     progress=progress.index, follow_links=options.follow_links)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
                                pseudonymizer=pseudonymizer)

@@ -50,29 +50,55 @@ def assemble(instances: Iterable[Instance], *, pixel_digest: PixelDigest | None 
     read (``pixel_digest``, a digest of a file's pixel data) for those positions only: see
     :func:`split_series`.
     """
+    groups: dict[tuple[str, str], list[Instance]] = defaultdict(list)
+    for instance in instances:
+        groups[group_key(instance)].append(instance)
+    return assemble_groups(((key, groups[key]) for key in sorted(groups)),
+                           pixel_digest=pixel_digest)
+
+
+def assemble_groups(groups: Iterable[tuple[tuple[str, str], list[Instance]]], *,
+                    pixel_digest: PixelDigest | None = None,
+                    then: Callable[[Series], Series] | None = None
+                    ) -> tuple[list[Series], list[FileError]]:
+    """:func:`assemble` for instances already grouped by :func:`group_key`, the groups in key
+    order, taken one at a time; ``then`` is given each series as it is made (to store it
+    compactly, say), so that only one group's instances need be held as records at once."""
     digest = pixel_digest or _pixel_digest
-    groups: dict[tuple[str, str], dict[str, Instance]] = defaultdict(dict)
-    duplicates: list[FileError] = []
-    for instance in sorted(instances, key=lambda i: i.path):
-        members = groups[group_key(instance)]
+    series: list[Series] = []
+    copies: list[tuple[str, FileError]] = []
+    left_out: list[FileError] = []
+    for (key, source), members in groups:
+        kept = _one_copy_per_uid(sorted(members, key=lambda i: i.path), copies)
+        found, left = split_series(key, source, kept, digest)
+        series.extend(map(then, found) if then else found)
+        left_out.extend(left)
+    # Copies are reported in the order their files come, across all groups, then the slices
+    # left out of each group's volumes.
+    copies.sort(key=lambda copy: copy[0])
+    return series, [error for _, error in copies] + left_out
+
+
+def _one_copy_per_uid(members: list[Instance], copies: list[tuple[str, FileError]]
+                      ) -> list[Instance]:
+    """One instance per SOPInstanceUID of a group in path order, the larger copy where there
+    are two (a short one is usually a truncated transfer); each copy left out is added to
+    ``copies`` with the path of the file that showed it to be a copy."""
+    kept_of: dict[str, Instance] = {}
+    for instance in members:
         uid = instance.sop_instance_uid or instance.path
-        kept = members.get(uid)
+        kept = kept_of.get(uid)
         if kept is None:
-            members[uid] = instance
+            kept_of[uid] = instance
             continue
+        seen_at = instance.path
         if instance.file_size > kept.file_size:
-            # Keep the larger copy: a short one is usually a truncated transfer.
-            members[uid], kept, instance = instance, instance, kept
-        duplicates.append(FileError(
+            kept_of[uid], kept, instance = instance, instance, kept
+        copies.append((seen_at, FileError(
             instance.path, Stage.GROUP,
             f"duplicate of SOP instance {uid}; kept the copy at {kept.path}",
-        ))
-    series: list[Series] = []
-    for (key, source), members in sorted(groups.items()):
-        found, left_out = split_series(key, source, list(members.values()), digest)
-        series.extend(found)
-        duplicates.extend(left_out)
-    return series, duplicates
+        )))
+    return list(kept_of.values())
 
 
 def _pixel_digest(path: str) -> bytes | None:

@@ -62,6 +62,15 @@ def read_provenance(path: Path) -> dict[str, object]:
     return json.loads(raw) if raw else {}
 
 
+def table_of(rows: list[dict[str, object]], schema: pa.Schema) -> pa.Table:
+    """``rows`` as a table of ``schema``. pyarrow's converters import pandas (most of a
+    second) to look for its types; an empty table is built without them, so that indexing
+    an empty folder starts at once."""
+    if not rows:
+        return pa.Table.from_batches([], schema=schema)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def write_atomic(table: pa.Table, path: Path, extra: Mapping[str, object] | None = None) -> None:
     """Write ``table`` to ``path`` so that the file is either the old one or the whole new one."""
     metadata = dict(table.schema.metadata or {})

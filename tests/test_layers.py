@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
                                "screen.worklist_row"),)),
     ("I/O: crawl, headers, selection, volumes, tables, truth, synthetic archives", (
         ("screen.crawl", "screen.header_scan", "screen.headers", "screen.series", "screen.select",
-         "screen.rules", "screen.index", "screen.pseudonym", "screen.volume", "screen.tables",
+         "screen.rules", "screen.index", "screen.header_reading", "screen.instance_columns",
+         "screen.inventory", "screen.pseudonym", "screen.volume", "screen.tables",
          "screen.truth", "screen.synth", "screen.dicomweb"),)),
     ("package format: model card, package, network", (
         ("screen.model", "screen.nnunet", "screen.nnunet.folder", "screen.nnunet.card",

@@ -17,7 +17,7 @@ import dask
 import pytest
 from distributed import Client, LocalCluster
 
-import screen.index
+import screen.header_reading
 from screen.headers import read_instances
 from screen.index import IndexResult, index
 from screen.records import FileError, Instance, Stage
@@ -49,7 +49,7 @@ def poisoned(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     folder.mkdir()
     some_image = next(p for p in sorted(archive.rglob("*.dcm")) if p.stat().st_size > 10_000)
     shutil.copyfile(some_image, folder / POISON)
-    monkeypatch.setattr(screen.index, "read_instances", read_or_die)
+    monkeypatch.setattr(screen.header_reading, "read_instances", read_or_die)
     yield folder
 
 
