@@ -1,5 +1,5 @@
 """The Parquet files `screen` writes: the errors' schema (the worklist's is derived from its
-record in `worklist_row.py`, the inventory's lives with the index), and one way to write them
+record in `worklist_row.py`, the inventory's in `inventory.py`), and one way to write them
 safely.
 
 Every table is written whole to a temporary file beside its destination, flushed to disk and
