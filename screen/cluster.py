@@ -207,7 +207,7 @@ class InferenceServices:
         return tuple(f.result().stats().result() for f in self.futures)
 
 
-def start_inference_services(client: Client, spec: DetectorSpec, cpu_workers: int,
+def start_inference_services(client: Client, spec: DetectorSpec,
                              max_batch: int | None = None) -> InferenceServices:
     """One inference service on each GPU worker of the cluster (none without GPU workers)."""
     from screen.backends.service import InferenceService, ServiceHandle, ServiceSpec
@@ -216,6 +216,7 @@ def start_inference_services(client: Client, spec: DetectorSpec, cpu_workers: in
     gpus = sorted(a for a, w in info.items() if w.get("resources", {}).get("GPU"))
     if not gpus:
         return InferenceServices((), ())
+    cpu_workers = sum(1 for w in info.values() if w.get("resources", {}).get("CPU"))
     # On a CPU standing in for a GPU the service runs as many networks at once as the CPU
     # workers it serves would have run themselves, each with the same threads.
     service = ServiceSpec(spec.backend, spec.precision, spec.cpu_threads,

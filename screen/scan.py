@@ -186,7 +186,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
         on_cpu = cpu_resources(client)  # where series are read and prepared
-        services = start_inference_services(client, spec, cpu_workers, options.gpu_batch)
+        services = start_inference_services(client, spec, options.gpu_batch)
         client.register_plugin(DetectorPlugin(spec, services.handles))
         _check_detector(client, spec, on_cpu)
         clock = time.perf_counter()
