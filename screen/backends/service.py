@@ -285,26 +285,31 @@ class ServiceHandle:
     key: str
 
     def call(self, method: str, *args: object) -> object:
-        """``method(*args)`` on the service, from a task on a worker; blocks until done."""
+        """``method(*args)`` on the service, from a task on a worker; blocks until done.
+
+        Straight to the service's worker, as Dask's own actor handles do, but a worker that
+        is gone is an error at once: Dask's handle would wait for the actor to come back,
+        which a service pinned to a GPU worker that restarted never does.
+        """
+        from distributed import get_worker
+        from distributed.protocol import to_serialize
+        from distributed.utils import sync
+
+        worker = get_worker()
+
+        async def ask() -> dict:
+            return await worker.rpc(self.address).actor_execute(
+                actor=self.key, function=method, args=[to_serialize(a) for a in args],
+                kwargs={})
+
         try:
-            return getattr(_actor(self), method)(*args).result()
+            reply = sync(worker.loop, ask)
         except OSError as exc:
             raise OSError(f"the inference service on {self.address} cannot be reached (was "
                           f"its worker lost?): {exc}") from exc
-
-
-_actors: dict[ServiceHandle, object] = {}
-_actors_lock = threading.Lock()
-
-
-def _actor(handle: ServiceHandle):
-    from distributed.actor import Actor
-
-    with _actors_lock:
-        actor = _actors.get(handle)
-        if actor is None:
-            actor = _actors[handle] = Actor(InferenceService, handle.address, handle.key)
-        return actor
+        if reply["status"] != "OK":
+            raise reply["exception"]
+        return reply["result"]
 
 
 class RemoteRunner:

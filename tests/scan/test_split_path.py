@@ -63,3 +63,16 @@ def test_networks_apart_from_everything_else_change_no_row(small_archive: Path,
     assert service.batches == service.requests  # a CPU runs each request as it came
     mib = (service.bytes_in + service.bytes_out) / 2**20
     assert 0 < mib / len(rows) < 32  # a look's inputs and outputs, never a volume
+
+
+def test_a_cluster_of_gpu_workers_alone_is_refused_before_any_work(small_archive: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "worklist.parquet"
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}}
+    with dask.config.set(LOCAL_CLUSTER_CONFIG), \
+            SpecCluster(workers=cluster_spec(0, (STAND_IN,)), scheduler=scheduler,
+                        silence_logs=logging.WARNING) as cluster:
+        with pytest.raises(ValueError, match="GPU workers but no worker with the CPU resource"):
+            scan([small_archive / "archive"], out,
+                 options=ScanOptions(scheduler=cluster.scheduler_address))
+    assert not out.exists() and not (tmp_path / "inventory.parquet").exists()
