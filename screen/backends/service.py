@@ -133,9 +133,7 @@ def batch_size(spec: ServiceSpec, runner: Runner, sample_voxels: int) -> int:
         return min(most, spec.max_batch)
     import torch
 
-    device = runner.device
-
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    free, _ = torch.cuda.mem_get_info(torch.device(runner.device))
     fits = int(free * GPU_MEMORY_SHARE) // max(1, sample_voxels * ACTIVATION_BYTES_PER_VOXEL)
     return max(1, min(most, fits))
 
@@ -164,6 +162,8 @@ class InferenceService:
         self._packages: dict[str, object] = {}
         self._runners: dict[tuple[str, str], Runner] = {}
         self._queues: dict[tuple, deque[_Request]] = {}
+        # Per queue, sized at its first batch: later, torch's cache holds memory it frees.
+        self._limits: dict[tuple, int] = {}
         self._slots: int | None = None  # known once the first runner says on which device
         self._busy = 0
         self._stats: dict[str, float] = dict.fromkeys(
@@ -239,8 +239,10 @@ class InferenceService:
             _, key = min(waiting)
             queue = self._queues[key]
             runner = self._runners[key[:2]]
-            per_sample = int(np.prod(key[2][1:]))
-            limit = batch_size(self.spec, runner, per_sample)
+            limit = self._limits.get(key)
+            if limit is None:
+                limit = self._limits[key] = batch_size(self.spec, runner,
+                                                       int(np.prod(key[2][1:])))
             batch = [queue.popleft()]
             while queue and sum(r.x.shape[0] for r in batch) + queue[0].x.shape[0] <= limit:
                 batch.append(queue.popleft())
