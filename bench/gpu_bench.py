@@ -1,6 +1,6 @@
 """Every GPU measurement, in one run on a machine with an NVIDIA GPU.
 
-    python -m bench.gpu_bench [--series 32] [--workers N] [--skip-panorama]
+    python -m bench.gpu_bench [--series 32] [--workers N] [--skip-panorama] [--skip-compile]
 
 1. Outputs: the bundled detector's networks with torch on CUDA (fp32, fp16, bf16) against
    ONNX Runtime on the CPU on the same inputs (largest probability difference), and the
@@ -16,7 +16,9 @@
    depend on the weights), torch fp16 on CUDA: seconds per case, as the localiser on a whole
    512x512x300 series plus the detector on the plans' median crop (74 x 230 x 425 voxels at
    its own spacing), for 1 fold without mirroring and for all 5 folds with 8 mirrors; and
-   the detector's logits on CUDA against ONNX Runtime on the CPU for one patch.
+   the detector's patches with each of torch's CUDA options (fp32, fp16, InstanceNorm in
+   fp16, bf16, channels-last-3D, torch.compile with CUDA graphs): seconds per patch and
+   logits against ONNX Runtime on the CPU.
 
 Writes out/bench/gpu.json. Without a CUDA device it says so and exits 0.
 """
@@ -96,7 +98,7 @@ def phantoms(n: int, shape=(160, 256, 256), spacing=(2.5, 1.56, 1.56)) -> Iterat
 
 def outputs(package) -> dict[str, object]:
     """Torch on CUDA against ONNX Runtime on the CPU: network outputs and phantoms' scores."""
-    from screen.backends import load_runner
+    from screen.backends import clear_cache, load_runner
     from screen.backends.torch import CudaOptions, set_cuda_options
     from screen.detect.detector import Detector, analyse
 
@@ -112,8 +114,6 @@ def outputs(package) -> dict[str, object]:
                                       ("bf16", "fp16", CudaOptions(autocast="bfloat16")),
                                       ("fp16_channels_last", "fp16",
                                        CudaOptions(channels_last=True))):
-        from screen.backends import clear_cache
-
         clear_cache()
         set_cuda_options(options)
         detector = Detector.open(package, "torch", precision, "cuda:0")
@@ -218,7 +218,42 @@ def sweep(archive: Path, name: str, options) -> dict[str, object]:
     return numbers
 
 
-def panorama(skip: bool) -> dict[str, object]:
+def patch_options(package, compile_too: bool) -> dict[str, object]:
+    """The PANORAMA detector's fold 0 on batches of 2 patches with each of torch's CUDA
+    options: seconds per patch, and the largest logit difference from ONNX Runtime on the CPU
+    (InstanceNorm in fp16 or fp32 is where fp16 may hurt)."""
+    from screen.backends import clear_cache, load_runner
+    from screen.backends.torch import CudaOptions, set_cuda_options
+
+    x = np.random.default_rng(2).normal(size=(2, 1, *package.card.patch_size)).astype(np.float32)
+    cpu = load_runner(package, "fold_0", "onnxruntime").run(x)
+    variants = {"fp32": ("fp32", CudaOptions()), "fp16": ("fp16", CudaOptions()),
+                "fp16_norms_in_fp16": ("fp16", CudaOptions(norm_fp32=False)),
+                "bf16": ("fp16", CudaOptions(autocast="bfloat16")),
+                "fp16_channels_last": ("fp16", CudaOptions(channels_last=True))}
+    if compile_too:
+        variants["fp16_compiled_cuda_graphs"] = ("fp16", CudaOptions(compile=True))
+    numbers: dict[str, object] = {"patch": list(package.card.patch_size), "batch": 2}
+    for label, (precision, options) in variants.items():
+        clear_cache()
+        set_cuda_options(options)
+        try:
+            runner = load_runner(package, "fold_0", "torch", precision, "cuda:0")
+            got = runner.run(x)  # warm up (and compile)
+            start = time.perf_counter()
+            for _ in range(5):
+                runner.run(x)
+            numbers[label] = {
+                "seconds_per_patch": round((time.perf_counter() - start) / 10, 4),
+                "max_logit_difference_vs_onnxruntime_cpu": float(np.abs(got - cpu).max())}
+        except Exception as exc:  # noqa: BLE001 - one option failing must not lose the rest
+            numbers[label] = {"failed": f"{type(exc).__name__}: {exc}"}
+    set_cuda_options(CudaOptions())
+    clear_cache()
+    return numbers
+
+
+def panorama(skip: bool, compile_too: bool = True) -> dict[str, object]:
     if skip:
         return {"not_measured": "--skip-panorama"}
     try:
@@ -228,7 +263,6 @@ def panorama(skip: bool) -> dict[str, object]:
         return {"not_measured": f"the test helpers that write nnU-Net folders: {exc}"}
     if not DETECTOR_MODEL.is_dir() or not PANCREAS_MODEL.is_dir():
         return {"not_measured": f"the PANORAMA plans are absent ({DETECTOR_MODEL.parent.parent})"}
-    from screen.backends import load_runner
     from screen.model.package import ModelPackage
     from screen.nnunet.importer import ImportOptions, import_nnunet
     from screen.nnunet.predictor import NnunetModel, predict_array, predict_volume
@@ -261,14 +295,7 @@ def panorama(skip: bool) -> dict[str, object]:
                           "localiser_seconds": round(localise, 2),
                           "detector_seconds": round(detect, 2)}
         if chosen is not None:
-            package = ModelPackage.load(out)
-            x = np.random.default_rng(2).normal(size=(1, 1, *model.card.patch_size)).astype(
-                np.float32)
-            cpu = load_runner(package, "fold_0", "onnxruntime").run(x)
-            for precision in ("fp32", "fp16"):
-                gpu = load_runner(package, "fold_0", "torch", precision, "cuda:0").run(x)
-                numbers[f"max_logit_difference_torch_cuda_{precision}_vs_onnxruntime_cpu"] = \
-                    float(np.abs(gpu - cpu).max())
+            numbers["detector_patch"] = patch_options(ModelPackage.load(out), compile_too)
     numbers["series"] = list(SHAPE)
     numbers["median_crop"] = list(MEDIAN_CROP)
     shutil.rmtree(root, ignore_errors=True)
@@ -281,6 +308,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="CPU workers (default: one per core but one for the GPU worker)")
     parser.add_argument("--skip-panorama", action="store_true")
+    parser.add_argument("--skip-compile", action="store_true",
+                        help="leave torch.compile (minutes per network) out of the patch timing")
     args = parser.parse_args()
     gpu = cuda_device()
     if gpu is None:
@@ -307,7 +336,7 @@ def main() -> None:
     bound = numbers["read_rate"]["series_per_second"]
     numbers["scan_with_gpu"]["goal_series_per_second"] = min(20.0, bound)
     numbers["scan_with_gpu"]["goal_bound_by"] = "storage read rate" if bound < 20 else "20/s"
-    numbers["panorama"] = panorama(args.skip_panorama)
+    numbers["panorama"] = panorama(args.skip_panorama, not args.skip_compile)
     save("gpu", numbers)
 
 
