@@ -135,8 +135,34 @@ def outputs(package) -> dict[str, object]:
     return numbers
 
 
+_PHANTOM: dict[str, object] = {}  # the images every copy writes, inherited by forked writers
+
+
 def write_archive(root: Path, series: int) -> Path:
-    """``series`` copies of one 512x512x300 abdominal CT, uncompressed, each its own patient."""
+    """``series`` copies of one 512x512x300 abdominal CT, uncompressed, each its own patient,
+    written by one process per core."""
+    import multiprocessing
+
+    from screen.synth.phantom import render, sample_spec
+
+    done = root / ".complete"
+    if done.exists():
+        return root / "archive"
+    shutil.rmtree(root, ignore_errors=True)
+    phantom = render(sample_spec(np.random.default_rng(7)), shape_kji=SHAPE, spacing_kji=SPACING)
+    origin = np.asarray(phantom.origin_lps)
+    _PHANTOM["images"] = list(phantom.hu)
+    _PHANTOM["positions"] = [tuple(float(v) for v in origin + (0.0, 0.0, k * SPACING[0]))
+                             for k in range(SHAPE[0])]
+    _PHANTOM["root"] = root / "archive"
+    fork = multiprocessing.get_context("fork")
+    with fork.Pool(min(series, os.cpu_count() or 1)) as pool:
+        pool.map(_write_copy, range(series))
+    done.write_text("")
+    return root / "archive"
+
+
+def _write_copy(n: int) -> None:
     from screen.synth.dicom_writer import (
         AXIAL,
         CT_IMAGE_STORAGE,
@@ -146,34 +172,19 @@ def write_archive(root: Path, series: int) -> Path:
         uid,
         write_series,
     )
-    from screen.synth.phantom import render, sample_spec
 
-    done = root / ".complete"
-    if done.exists():
-        return root / "archive"
-    shutil.rmtree(root, ignore_errors=True)
-    rng = np.random.default_rng(7)
-    phantom = render(sample_spec(rng), shape_kji=SHAPE, spacing_kji=SPACING)
-    images = list(phantom.hu)
-    origin = np.asarray(phantom.origin_lps)
-    positions = [tuple(float(v) for v in origin + (0.0, 0.0, k * SPACING[0]))
-                 for k in range(SHAPE[0])]
-    for n in range(series):
-        study = Study(f"GPU{n:04d}", f"BENCH^{n}", "19600101", "O", f"ACC{n:06d}",
-                      uid(7, "study", n), "20250101", "120000", "CT ABDOMEN", "")
-        plan = SeriesPlan(
-            kind="abdominal_ct", series_instance_uid=uid(7, "series", n), series_number=2,
-            series_description="ABDOMEN PV 1.25 B30f", modality="CT",
-            sop_class_uid=CT_IMAGE_STORAGE, image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
-            manufacturer="SIEMENS", model="SOMATOM Force",
-            frame_of_reference_uid=uid(7, "frame", n), syntax="explicit",
-            encoding=PixelEncoding(signed=True, intercept=0.0, bits_stored=16),
-            folders=(f"GPU{n:04d}/CT",), naming="im", kernel="B30f", body_part="ABDOMEN",
-            slice_thickness=SPACING[0])
-        write_series(root / "archive", study, plan, images, positions, AXIAL,
-                     (SPACING[1], SPACING[2]), seed=7, rng=rng)
-    done.write_text("")
-    return root / "archive"
+    study = Study(f"GPU{n:04d}", f"BENCH^{n}", "19600101", "O", f"ACC{n:06d}",
+                  uid(7, "study", n), "20250101", "120000", "CT ABDOMEN", "")
+    plan = SeriesPlan(
+        kind="abdominal_ct", series_instance_uid=uid(7, "series", n), series_number=2,
+        series_description="ABDOMEN PV 1.25 B30f", modality="CT", sop_class_uid=CT_IMAGE_STORAGE,
+        image_type=("ORIGINAL", "PRIMARY", "AXIAL"), manufacturer="SIEMENS",
+        model="SOMATOM Force", frame_of_reference_uid=uid(7, "frame", n), syntax="explicit",
+        encoding=PixelEncoding(signed=True, intercept=0.0, bits_stored=16),
+        folders=(f"GPU{n:04d}/CT",), naming="im", kernel="B30f", body_part="ABDOMEN",
+        slice_thickness=SPACING[0])
+    write_series(_PHANTOM["root"], study, plan, _PHANTOM["images"], _PHANTOM["positions"], AXIAL,
+                 (SPACING[1], SPACING[2]), seed=7, rng=np.random.default_rng(n))
 
 
 def read_rate(archive: Path, series: int, threads: int) -> dict[str, float]:

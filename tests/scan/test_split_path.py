@@ -76,3 +76,26 @@ def test_a_cluster_of_gpu_workers_alone_is_refused_before_any_work(small_archive
             scan([small_archive / "archive"], out,
                  options=ScanOptions(scheduler=cluster.scheduler_address))
     assert not out.exists() and not (tmp_path / "inventory.parquet").exists()
+
+
+def test_on_the_local_tls_cluster_the_model_check_runs_through_the_service(package) -> None:
+    from screen.cluster import (
+        DetectorPlugin,
+        DetectorSpec,
+        connect,
+        cpu_resources,
+        start_inference_services,
+    )
+    from screen.tasks import check_detector
+
+    spec = DetectorSpec(str(package.path), "onnxruntime", "fp32", cpu_threads=1)
+    with connect(scheduler=None, cpu_workers=1, gpus=(STAND_IN,)) as client:
+        assert client.scheduler.address.startswith("tls://")
+        services = start_inference_services(client, spec)
+        client.register_plugin(DetectorPlugin(spec, services.handles))
+        problem = client.submit(check_detector, pure=False,
+                                resources=cpu_resources(client)).result()
+        (stats,) = services.stats()
+    assert problem is None
+    assert stats.worker == "gpu-0" and stats.device == "cpu"
+    assert stats.requests == len(package.card.networks) == 2
