@@ -224,9 +224,16 @@ class InferenceService:
                 self._runners[(package, network)] = runner
                 if self._slots is None:
                     self._device = runner.device
-                    self._slots = self.spec.gpu_streams if runner.device.startswith("cuda") \
-                        else self.spec.cpu_concurrency
+                    self._slots = self._slots_on(runner.device)
             return runner
+
+    def _slots_on(self, device: str) -> int:
+        if not device.startswith("cuda"):
+            return self.spec.cpu_concurrency
+        # torch.compile's CUDA graphs run one batch at a time: their replay from several
+        # threads at once is untried.
+        compiled = self.spec.cuda is not None and self.spec.cuda.compile
+        return 1 if compiled else self.spec.gpu_streams
 
     def _served(self, runner: Runner) -> ServedNetwork:
         dtype = transit_dtype(self.spec.transit, runner.device, runner.precision)
