@@ -14,6 +14,7 @@ BENCHMARKS = {
     "detector": "bench.detector_bench",
     "engines": "bench.engines_bench",
     "scan": "bench.scan_bench",
+    "split": "bench.split_bench",  # a GPU-resource worker on the CPU beside none, in one run
     "review": "bench.review_bench",  # a series page's size and open time; monitor's speed
     "gpu": "bench.gpu_bench",  # says so and measures nothing without a CUDA device
     "kill-resume": "bench.kill_resume_bench",  # 20 SIGKILLs of the whole sweep, resumed

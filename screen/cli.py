@@ -246,6 +246,9 @@ def scan_command(
         "--workers", min=1, help="CPU worker processes (default: one per core).")] = None,
     gpus: Annotated[int | None, typer.Option(
         "--gpus", min=0, help="GPUs to use (default: all NVML sees; 0 for none).")] = None,
+    gpu_batch: Annotated[int | None, typer.Option(
+        "--gpu-batch", min=1, help="Most network inputs a GPU runs at once, across series "
+        "(default: as many as half its free memory holds).")] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Use a running Dask cluster, e.g. tls://10.0.0.5:8786.")] = None,
     scheduler_security: Annotated[Path | None, typer.Option(
@@ -355,7 +358,8 @@ def scan_command(
                           viewer_url=viewer_url, dicom_out=dicom_out,
                           pseudonymize_key=pseudonymize_key,
                           follow_links=follow_links, pacs=pacs,
-                          store_results=target, since_last_run=since_last_run)
+                          store_results=target, since_last_run=since_last_run,
+                          gpu_batch=gpu_batch)
     try:
         with _scan_progress() as progress:
             summary = scan(roots, out, inventory=inventory, errors=errors, options=options,

@@ -5,10 +5,13 @@ A local cluster speaks TLS with a certificate made for it alone and kept in memo
 cannot connect to it and run code as the sweep's user. A site's own cluster (``--scheduler``)
 is reached with the site's certificates, given as a Dask configuration file.
 
-Local clusters have CPU workers (resource ``CPU``) that read, decode and, when there is no
-GPU, also run the detector; and one worker per GPU (resource ``GPU``), pinned to its GPU by
-UUID through CUDA_VISIBLE_DEVICES. Each worker process loads the detector once, through a
-worker plugin, and keeps it for every series it screens.
+Local clusters have CPU workers (resource ``CPU``) that read, decode, preprocess and
+postprocess every series; and one worker per GPU (resource ``GPU``), pinned to its GPU by
+UUID through CUDA_VISIBLE_DEVICES, that holds an inference service
+(:mod:`screen.backends.service`) and runs nothing but networks. Without GPU workers the CPU
+workers run the networks too. Each worker process loads the detector once, through a worker
+plugin, and keeps it for every series it screens; with GPU workers its networks are those of a
+service, each CPU worker given one (spread evenly when there are several GPUs).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
 from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin, get_worker
@@ -25,6 +29,9 @@ from distributed.security import Security
 
 from screen import pseudonym
 from screen.gpus import Gpu
+
+if TYPE_CHECKING:
+    from screen.backends.service import ServiceHandle, ServiceStats
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +68,24 @@ class DetectorSpec:
 
 
 class DetectorPlugin(WorkerPlugin):
-    """Loads the detector once per worker process, at the first series it screens."""
+    """Loads the detector once per worker process, at the first series it screens; on a CPU
+    worker of a cluster with inference services, with the networks of one of them."""
 
     name = PLUGIN_NAME
 
-    def __init__(self, spec: DetectorSpec) -> None:
+    def __init__(self, spec: DetectorSpec, services: tuple[ServiceHandle, ...] = ()) -> None:
         self.spec = spec
+        self.services = services
         self._detector = None
 
     def setup(self, worker) -> None:
-        from screen.backends import set_cpu_threads
+        from screen.backends import serve_from, set_cpu_threads
 
         set_cpu_threads(self.spec.cpu_threads)
+        if self.services and not worker.state.total_resources.get("GPU"):
+            # Spread by name, so that a restarted worker keeps its service.
+            index = sum(str(worker.name).encode()) % len(self.services)
+            serve_from(self.services[index])
         self._detector = None
 
     def detector(self):
@@ -168,6 +181,56 @@ def connect(*, scheduler: str | None, cpu_workers: int, gpus: tuple[Gpu, ...],
 def has_gpu_workers(client: Client) -> bool:
     info = client.scheduler_info(n_workers=-1)
     return any(w.get("resources", {}).get("GPU") for w in info["workers"].values())
+
+
+def cpu_resources(client: Client) -> dict[str, float] | None:
+    """What a task that reads or decodes pixels must ask for: the ``CPU`` resource where the
+    cluster has GPU workers (they run networks only), nothing otherwise. ValueError where
+    GPU workers are all a cluster offers."""
+    if not has_gpu_workers(client):
+        return None
+    info = client.scheduler_info(n_workers=-1)
+    if not any(w.get("resources", {}).get("CPU") for w in info["workers"].values()):
+        raise ValueError("the cluster has GPU workers but no worker with the CPU resource to "
+                         "read and prepare series: start those with --resources CPU=1")
+    return {"CPU": 1}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InferenceServices:
+    """The inference services of a cluster's GPU workers, alive while this object is."""
+
+    handles: tuple[ServiceHandle, ...]
+    futures: tuple  # the actors' futures: the client holding them keeps the actors alive
+
+    def stats(self) -> tuple[ServiceStats, ...]:
+        return tuple(f.result().stats().result() for f in self.futures)
+
+
+def start_inference_services(client: Client, spec: DetectorSpec,
+                             max_batch: int | None = None) -> InferenceServices:
+    """One inference service on each GPU worker of the cluster (none without GPU workers)."""
+    from screen.backends.service import InferenceService, ServiceHandle, ServiceSpec
+
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    gpus = sorted(a for a, w in info.items() if w.get("resources", {}).get("GPU"))
+    if not gpus:
+        return InferenceServices((), ())
+    cpu_workers = sum(1 for w in info.values() if w.get("resources", {}).get("CPU"))
+    # On a CPU standing in for a GPU the service runs as many networks at once as the CPU
+    # workers it serves would have run themselves, each with the same threads.
+    service = ServiceSpec(spec.backend, spec.precision, spec.cpu_threads,
+                          cpu_concurrency=max(1, cpu_workers // len(gpus)), max_batch=max_batch)
+    futures = tuple(
+        client.submit(InferenceService, service, actor=True, workers=[address],
+                      resources={"GPU": 1}, allow_other_workers=False,
+                      key=f"screen-inference-{n}", pure=False)
+        for n, address in enumerate(gpus))
+    for future in futures:
+        future.result()  # the service is up (or its error is raised here)
+    handles = tuple(ServiceHandle(address, f.key) for address, f in zip(gpus, futures))
+    logger.info("inference services on %s", ", ".join(h.address for h in handles))
+    return InferenceServices(handles, futures)
 
 
 class HideIdentifiersInLogs(WorkerPlugin):

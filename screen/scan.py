@@ -4,7 +4,9 @@
     eligible series ─load volume → confirm content → detect─▶ worklist rows (part files)
     part files ─one row per series, ranked─▶ worklist.parquet
 
-Dask decides only where each step runs. The client keeps a bounded window of series in
+Dask decides only where each step runs. Each series is one task on a CPU worker; with GPU
+workers its networks run on their inference services (screen.backends.service), which
+receive only network inputs, batched across series. The client keeps a bounded window of series in
 flight, writes finished rows to part files as they come, and on --resume skips every series
 the same model package already scored.
 
@@ -31,9 +33,10 @@ from screen.cluster import (
     DetectorPlugin,
     DetectorSpec,
     connect,
-    has_gpu_workers,
+    cpu_resources,
     hide_in_cluster_logs,
     site_security,
+    start_inference_services,
 )
 from screen.gpus import find_gpus
 from screen.memory import peak_rss_mib
@@ -44,8 +47,6 @@ from screen.select import Rules, load_rules
 from screen.tasks import (
     SeriesOutputs,
     check_detector,
-    detect_series,
-    load_series,
     review_series,
     screen_series,
     unknown_producer,
@@ -54,6 +55,7 @@ from screen.tasks import (
 from screen.worklist_row import ERROR, OK, WorklistRow
 
 if TYPE_CHECKING:
+    from screen.backends.service import ServiceStats
     from screen.dicomweb import PacsSource
     from screen.dicomweb.store import StoreTarget
     from screen.model.package import ModelPackage
@@ -89,6 +91,7 @@ class ScanOptions:
     pacs: PacsSource | None = None  # sweep this PACS (DICOMweb) instead of the archive roots
     store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
     since_last_run: bool = False  # PACS: only studies new or changed since the last sweep
+    gpu_batch: int | None = None  # samples per network batch on a GPU; None: from its memory
 
 
 @dataclass
@@ -127,6 +130,8 @@ class ScanSummary:
     # Flagged series whose review page or DICOM asked for could not be written, even when
     # tried again at the end of the sweep (by series key).
     missing_extras: tuple[str, ...] = ()
+    # What each GPU worker's inference service ran and how many bytes crossed to and from it.
+    inference: tuple[ServiceStats, ...] = ()
 
 
 def scan(roots: Sequence[Path], out: Path, *, inventory: Path | None = None,
@@ -181,8 +186,10 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
                  memory_limit=options.worker_memory, security=security) as client:
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
-        client.register_plugin(DetectorPlugin(spec))
-        _check_detector(client, spec)
+        on_cpu = cpu_resources(client)  # where series are read and prepared
+        services = start_inference_services(client, spec, options.gpu_batch)
+        client.register_plugin(DetectorPlugin(spec, services.handles))
+        _check_detector(client, spec, on_cpu)
         clock = time.perf_counter()
         last_run = None
         if options.pacs is not None:
@@ -195,8 +202,12 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         else:
             # Headers are read by the index's own pool, as by `screen index` (Dask's executor
             # costs a round trip per chunk), except on a user's cluster, whose machines share
-            # the reading out between them.
-            executor = client.get_executor() if options.scheduler else None
+            # the reading out between them: there on CPU workers, so that a file that crashes
+            # its reader cannot take a GPU's inference service with it.
+            executor = None
+            if options.scheduler:
+                executor = client.get_executor(resources=on_cpu) if on_cpu else \
+                    client.get_executor()
             result = indexing.index(roots, rules=rules, workers=cpu_workers, executor=executor,
                                     progress=progress.index, follow_links=options.follow_links)
         indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
@@ -206,14 +217,15 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         seconds = {"index": time.perf_counter() - clock}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()
-        _screen_all(client, todo, store, outputs, progress, len(result.eligible))
+        _screen_all(client, todo, store, outputs, progress, len(result.eligible), on_cpu)
         seconds["screen"] = time.perf_counter() - clock
+        inference = services.stats()
 
         eligible_keys = {e.series.key for e in result.eligible}
         rows = [r for r in store.read() if r.series_key in eligible_keys]
         ranked = worklist.finalise(rows, threshold)
         clock = time.perf_counter()
-        missing_extras = _fill_in_extras(client, ranked, result, outputs, progress)
+        missing_extras = _fill_in_extras(client, ranked, result, outputs, progress, on_cpu)
         if options.store_results is not None and dicom_out is not None:
             from screen.dicomweb.store import store_flagged
 
@@ -223,7 +235,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
             rows += stored
             ranked = worklist.finalise(rows, threshold)
         if options.review_dir is not None:
-            _review_top(client, ranked, result, options.review_top, outputs)
+            _review_top(client, ranked, result, options.review_top, outputs, on_cpu)
         if options.review_dir is not None or options.dicom_out is not None:
             seconds["review"] = time.perf_counter() - clock
         worker_rss = client.run(peak_rss_mib)
@@ -273,16 +285,17 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         worklist=out, inventory=inventory, errors=errors, dashboard=dashboard,
         seconds=seconds, client_peak_rss_mib=peak_rss_mib(), worker_peak_rss_mib=worker_rss,
         abdominal_rejected_for_geometry=result.abdominal_rejected_for_geometry,
-        missing_extras=missing_extras,
+        missing_extras=missing_extras, inference=inference,
     )
 
 
-def _check_detector(client: Client, spec: DetectorSpec) -> None:
+def _check_detector(client: Client, spec: DetectorSpec,
+                    resources: dict[str, float] | None) -> None:
     """Open the model package on a worker and run each network once on a tiny input, before
-    any work: a broken package or an unusable backend or precision is one clear error here."""
-    split = has_gpu_workers(client)
+    any work: a broken package or an unusable backend or precision is one clear error here
+    (with GPU workers, on a CPU worker, through the inference service as every series)."""
     future = client.submit(check_detector, key="screen-check-model", pure=False,
-                           resources={"GPU": 1} if split else None)
+                           resources=resources)
     problem = future.result()
     if problem:
         raise ValueError(f"model {spec.model} cannot run with --backend {spec.backend} "
@@ -316,7 +329,8 @@ def _with_what_loading_found(result: indexing.IndexResult, rows: list[WorklistRo
 
 
 def _fill_in_extras(client: Client, ranked: list[WorklistRow], result: indexing.IndexResult,
-                    outputs: SeriesOutputs, progress: ScanProgress) -> tuple[str, ...]:
+                    outputs: SeriesOutputs, progress: ScanProgress,
+                    resources: dict[str, float] | None) -> tuple[str, ...]:
     """Review pages and DICOM asked for but absent for a flagged series (a series resumed from
     a sweep run without them, or whose writing failed, a full disk say) are written now; the
     keys of those still without them afterwards."""
@@ -330,7 +344,7 @@ def _fill_in_extras(client: Client, ranked: list[WorklistRow], result: indexing.
     progress.on_notice(f"writing the review pages or DICOM missing for {len(lacking)} flagged "
                        "series")
     futures = [client.submit(write_extras_again, by_key[r.series_key].series, r, outputs,
-                             pure=False) for r in lacking]
+                             pure=False, resources=resources) for r in lacking]
     wait(futures)
     still = tuple(r.series_key for r in lacking
                   if _missing_extras(by_key[r.series_key].series, outputs))
@@ -351,14 +365,14 @@ def _missing_extras(series: Series, outputs: SeriesOutputs) -> bool:
 
 
 def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.PartStore,
-                outputs: SeriesOutputs, progress: ScanProgress, total: int) -> None:
+                outputs: SeriesOutputs, progress: ScanProgress, total: int,
+                resources: dict[str, float] | None = None) -> None:
     """Screen every entry with a bounded window of futures, flushing rows to part files.
 
     A series lost with its worker is screened again at the end, alone: Dask counts a worker's
     death against every series sent to it (dask/distributed#5234), so only a death with nothing
     else on the cluster says which series it died of. The others then get their scores.
     """
-    split = has_gpu_workers(client)  # decode on CPU workers, detect on GPU workers
     window = max(2, SERIES_PER_WORKER * len(client.scheduler_info(n_workers=-1)["workers"]))
     queue = list(reversed(todo))
     pending: dict[Future, InventoryEntry] = {}
@@ -368,7 +382,7 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
     while queue or pending:
         while queue and len(pending) < window:
             entry = queue.pop()
-            pending[_submit(client, entry, split, outputs)] = entry
+            pending[_submit(client, entry, outputs, resources)] = entry
         completed, _ = wait(list(pending), return_when="FIRST_COMPLETED")
         for future in completed:
             entry = pending.pop(future)
@@ -381,7 +395,8 @@ def _screen_all(client: Client, todo: list[InventoryEntry], store: worklist.Part
         progress.on_notice(f"{len(lost)} series were lost with a worker that died; screening "
                            "each again, alone, to find which one it died of")
     for entry in lost:
-        rows.add(_row_of(_submit(client, entry, split, outputs, alone=True), entry, outputs))
+        rows.add(_row_of(_submit(client, entry, outputs, resources, alone=True), entry,
+                         outputs))
         rows.report()
     rows.flush()
 
@@ -417,28 +432,26 @@ class _Rows:
         self._buffered, self._last_flush = [], time.monotonic()
 
 
-def _submit(client: Client, entry: InventoryEntry, split: bool, outputs: SeriesOutputs,
-            alone: bool = False) -> Future:
+def _submit(client: Client, entry: InventoryEntry, outputs: SeriesOutputs,
+            resources: dict[str, float] | None, alone: bool = False) -> Future:
+    """One task per series: load, preprocess, postprocess and write its outputs where
+    ``resources`` say (the CPU workers, with GPU workers about); only its networks' inputs go
+    to the GPU, through the worker's runners (screen.backends.service)."""
     # A second try needs keys of its own: the scheduler may still hold the first, erred.
     name = f"{entry.series.key}-alone" if alone else entry.series.key
-    key = f"screen-{name}"
-    confirm = bool(entry.confirm)
-    if not split:
-        return client.submit(screen_series, entry.series, confirm, outputs, key=key, pure=False)
-    volume = client.submit(load_series, entry.series, confirm, outputs.pacs, key=f"load-{name}",
-                           pure=False)
-    return client.submit(detect_series, entry.series, volume, outputs, key=key, pure=False,
-                         resources={"GPU": 1})
+    return client.submit(screen_series, entry.series, bool(entry.confirm), outputs,
+                         key=f"screen-{name}", pure=False, resources=resources)
 
 
 def _review_top(client: Client, ranked: list[WorklistRow], result: indexing.IndexResult,
-                top: int, outputs: SeriesOutputs) -> None:
+                top: int, outputs: SeriesOutputs, resources: dict[str, float] | None) -> None:
     """Key images for the ``top`` highest-scoring series that were not flagged (flagged ones
     have theirs already, drawn while their volume was in memory)."""
     rows = worklist.highest_unflagged(ranked, top)
     by_key = {e.series.key: e for e in result.eligible}
     futures = [client.submit(review_series, by_key[r.series_key].series, r, outputs,
-                             pure=False) for r in rows if r.series_key in by_key]
+                             pure=False, resources=resources)
+               for r in rows if r.series_key in by_key]
     for future in futures:
         try:
             future.result()

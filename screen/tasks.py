@@ -1,8 +1,9 @@
 """The sweep's tasks: what runs on the workers for one series.
 
-They never raise for a bad series: its reason goes into the series' row. Loading and
-detection are separate tasks so that, with GPU workers, the volume is decoded on a CPU worker
-and only detection runs where the ``GPU`` resource is.
+They never raise for a bad series: its reason goes into the series' row. A series is one
+task, on a CPU worker: loading, preprocessing and postprocessing stay there, and with GPU
+workers only the networks' inputs leave it, through its detector's runners (see
+screen.backends.service).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ backends (``screen doctor``) stays cheap. Another backend plugs in with :func:`r
 
 Automatic choice takes the first of :data:`AUTO_ORDER` that is available and has a device:
 a TensorRT plan for this GPU, then torch on CUDA, then ONNX Runtime on the CPU.
+
+A process told to :func:`serve_from` an inference service (a CPU worker of a sweep with GPU
+workers) gets :class:`screen.backends.service.RemoteRunner` from :func:`load_runner`: its
+networks then run on the service's GPU, and nothing above this layer changes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 from screen.backends.base import PRECISIONS, Runner
 
 if TYPE_CHECKING:
+    from screen.backends.service import ServiceHandle
     from screen.model.package import ModelPackage
 
 logger = logging.getLogger(__name__)
@@ -36,11 +41,13 @@ AUTO_ORDER: tuple[str, ...] = ("tensorrt", "torch", "onnxruntime")
 
 _runners: dict[tuple[str, str, str, str, str], Runner] = {}
 _cpu_threads: int | None = None  # None: each library's own default (all cores)
+_service: ServiceHandle | None = None  # where this process's networks run; None: here
 _lock = threading.Lock()
 
 __all__ = [
     "AUTO_ORDER", "PRECISIONS", "BackendChoice", "Runner", "availability", "choose_backend",
-    "cpu_threads", "load_runner", "names", "plugin", "register", "set_cpu_threads",
+    "cpu_threads", "load_runner", "names", "plugin", "register", "serve_from",
+    "set_cpu_threads",
 ]
 
 
@@ -63,6 +70,13 @@ def set_cpu_threads(threads: int | None) -> None:
 
 def cpu_threads() -> int | None:
     return _cpu_threads
+
+
+def serve_from(service: ServiceHandle | None) -> None:
+    """Run this process's networks on ``service`` (None: here, as by default)."""
+    global _service
+    _service = service
+    clear_cache()
 
 
 def register(name: str, module_path: str) -> None:
@@ -154,13 +168,26 @@ def choose_backend(
 
 def load_runner(
     package: ModelPackage, network: str, backend: str = "auto", precision: str = "fp32",
-    device: str | None = None,
+    device: str | None = None, *, local: bool = False,
 ) -> Runner:
     """A runner for one network, loaded once per process and reused (keyed by package hash,
-    network, backend, precision and device)."""
+    network, backend, precision and device). Where this process serves from an inference
+    service (see :func:`serve_from`), the runner sends the network's inputs there, unless
+    ``local`` (the service itself loads its runners so)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    package.network(network)  # fails early, naming the networks the package has
+    card = package.network(network)  # fails early, naming the networks the package has
+    service = None if local else _service
+    if service is not None:  # backend and precision are the service's: the sweep's own
+        from screen.backends.service import RemoteRunner
+
+        key = (package.sha256, network, "service", service.address, service.key)
+        with _lock:
+            runner = _runners.get(key)
+            if runner is None:
+                runner = _runners[key] = RemoteRunner(service, str(package.path), network,
+                                                      card.shape_multiple)
+        return runner
     choice = choose_backend(backend, package, device)
     key = (package.sha256, network, choice.name, precision, choice.device)
     with _lock:

@@ -51,6 +51,9 @@ class OrtRunner:
             options.intra_op_num_threads = cpu_threads()
             options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=providers)
+        first = next((i.shape[0] for i in self._session.get_inputs() if i.name == input_name), None)
+        # Inputs per run: a network exported with a fixed batch takes that many, else any.
+        self.max_batch = first if isinstance(first, int) and first > 0 else None
         self._input = input_name
         self._multiple = multiple
         self.name = NAME

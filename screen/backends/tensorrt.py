@@ -85,6 +85,8 @@ class TrtRunner:
         self._output = output_name
         self._multiple = multiple
         self._device = torch.device(device)
+        # Inputs per run: the largest batch of the plan's optimisation profile.
+        self.max_batch = int(engine.get_tensor_profile_shape(input_name, 0)[2][0])
         self.name = NAME
         self.precision = precision
         self.device = device
