@@ -6,6 +6,10 @@ around it, turn probabilities into a Detection.
       (a window relative to the gland: a second look, windowed from the parenchyma it found)
     ─postprocess─▶ pancreas volume, most suspicious lesion, its centre, size and location,
                    features ─calibration─▶ score
+
+The steps are data: the card's ``recipe`` names each step's network (a card without one
+locates with its body network and crops and segments with its main segmenter), and
+``_STEPS`` holds what each step does.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from scipy import ndimage
 from screen.backends import Runner, load_runner
 from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along
 from screen.detect.preprocess import Grid, body_grid, box_grid, gland_hu, resample
-from screen.model.card import ModelCard
+from screen.model.card import ModelCard, NetworkCard
 from screen.model.package import ModelPackage
 from screen.records import Detection, Location, Volume
 
@@ -122,54 +126,69 @@ def _coarse_gland(prob: np.ndarray, threshold: float) -> np.ndarray | None:
     return largest(mask) if mask.any() else None
 
 
-def analyse(volume: Volume, detector: Detector) -> Analysis:
-    if getattr(detector.card, "kind", "") == "nnunet":
-        from screen.detect.imported import analyse_imported
+@dataclass(frozen=True, slots=True, eq=False)
+class _Progress:
+    """What the recipe's steps have made of one volume so far."""
 
-        return analyse_imported(volume, detector)  # type: ignore[arg-type]
-    card = detector.card
-    post = card.postprocess
-    locate, segment = card.locate, card.segment
-    seconds = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
-    clock = time.perf_counter()
+    coarse: Grid | None = None  # the locating network's grid
+    coarse_hu: np.ndarray | None = None  # the volume on it, kept to measure the gland's HU on
+    gland: np.ndarray | None = None  # bool on the coarse grid
+    fine: Grid | None = None  # the box the segmenting network looks at
+    reference: float | None = None  # the gland's HU its window is placed from
+    prob: np.ndarray | None = None  # (C, K, J, I) on the fine grid
 
-    def lap(stage: str) -> None:
-        nonlocal clock
+
+class _Clock:
+    """Seconds spent in each stage, lap by lap."""
+
+    def __init__(self) -> None:
+        self.seconds = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        seconds[stage] += now - clock
-        clock = now
+        self.seconds[stage] += now - self._last
+        self._last = now
 
-    coarse = body_grid(volume, locate)
-    coarse_hu = resample(volume.hu, coarse)  # kept to measure the gland's HU on
-    x = locate.normalise(coarse_hu)[None, None]
-    lap("preprocess")
-    coarse_prob = detector.runners[locate.name].run(x)[0]
-    lap("inference")
-    gland = _coarse_gland(coarse_prob, post.pancreas_probability)
-    if gland is None:
-        logger.info("no pancreas found on the coarse grid")
-        features = features_of(0.0, 0.0, 0.0)
-        detection = Detection(card.calibration.score(features), False, 0.0)
-        lap("postprocess")
-        return Analysis(detection, features, coarse, None, None, None, seconds=seconds)
+
+def _locate(volume: Volume, detector: Detector, network: NetworkCard, done: _Progress,
+            clock: _Clock) -> _Progress:
+    coarse = body_grid(volume, network)
+    coarse_hu = resample(volume.hu, coarse)
+    x = network.normalise(coarse_hu)[None, None]
+    clock.lap("preprocess")
+    prob = detector.runners[network.name].run(x)[0]
+    clock.lap("inference")
+    gland = _coarse_gland(prob, detector.card.postprocess.pancreas_probability)
+    return replace(done, coarse=coarse, coarse_hu=coarse_hu, gland=gland)
+
+
+def _crop(volume: Volume, detector: Detector, network: NetworkCard, done: _Progress,
+          clock: _Clock) -> _Progress:
     # Grid voxel bounds to volume voxel bounds, widened by half a coarse voxel on each side.
-    voxels = np.argwhere(gland)
-    lo = coarse.to_volume(voxels.min(axis=0) - 0.5)
-    hi = coarse.to_volume(voxels.max(axis=0) + 0.5)
-    fine = box_grid(volume, lo, hi, segment)
-    reference = gland_hu(coarse_hu, gland)
-    lap("postprocess")
-    fine_hu = resample(volume.hu, fine)  # kept for a second look
+    voxels = np.argwhere(done.gland)
+    lo = done.coarse.to_volume(voxels.min(axis=0) - 0.5)
+    hi = done.coarse.to_volume(voxels.max(axis=0) + 0.5)
+    fine = box_grid(volume, lo, hi, network)
+    reference = gland_hu(done.coarse_hu, done.gland)
+    clock.lap("postprocess")
+    return replace(done, fine=fine, reference=reference)
+
+
+def _segment(volume: Volume, detector: Detector, network: NetworkCard, done: _Progress,
+             clock: _Clock) -> _Progress:
+    fine_hu = resample(volume.hu, done.fine)  # kept for a second look
 
     def look(reference: float | None) -> np.ndarray:
-        x = segment.normalise(fine_hu, reference)[None, None]
-        lap("preprocess")
-        prob = detector.runners[segment.name].run(x)[0]
-        lap("inference")
+        x = network.normalise(fine_hu, reference)[None, None]
+        clock.lap("preprocess")
+        prob = detector.runners[network.name].run(x)[0]
+        clock.lap("inference")
         return prob
 
+    reference = done.reference
     prob = look(reference)
-    if segment.window_relative_to == "gland":
+    if network.window_relative_to == "gland":
         # The coarse mask's HU strays from the parenchyma's: it mixes in neighbours (bright
         # veins in the portal phase) and any lesion. Look again, windowed from the gland the
         # segmenter itself marked, lesions left out.
@@ -177,9 +196,33 @@ def analyse(volume: Volume, detector: Detector) -> Analysis:
         if parenchyma is not None:
             reference = parenchyma
             prob = look(reference)
-    analysis = _findings(volume, card, coarse, fine, prob)
-    lap("postprocess")
-    return replace(analysis, gland_hu=reference, seconds=seconds)
+    return replace(done, reference=reference, prob=prob)
+
+
+# The card's recipe names the steps; each is one of these (checked when the card is read).
+_STEPS = {"locate": _locate, "crop": _crop, "segment": _segment}
+
+
+def analyse(volume: Volume, detector: Detector) -> Analysis:
+    """The card's recipe run on one volume (an imported model's runs as nnU-Net would)."""
+    if getattr(detector.card, "kind", "") == "nnunet":
+        from screen.detect.imported import analyse_imported
+
+        return analyse_imported(volume, detector)  # type: ignore[arg-type]
+    card = detector.card
+    clock = _Clock()
+    done = _Progress()
+    for step in card.recipe:
+        done = _STEPS[step.action](volume, detector, card.networks[step.network], done, clock)
+        if step.action == "locate" and done.gland is None:
+            logger.info("no pancreas found on the coarse grid")
+            features = features_of(0.0, 0.0, 0.0)
+            detection = Detection(card.calibration.score(features), False, 0.0)
+            clock.lap("postprocess")
+            return Analysis(detection, features, done.coarse, None, None, None, seconds=clock.seconds)
+    analysis = _findings(volume, card, done.coarse, done.fine, done.prob)
+    clock.lap("postprocess")
+    return replace(analysis, gland_hu=done.reference, seconds=clock.seconds)
 
 
 def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: np.ndarray) -> Analysis:

@@ -209,6 +209,62 @@ class NetworkCard:
         }
 
 
+RECIPE_ACTIONS = ("locate", "crop", "segment")  # the order the bundled kind of model runs them
+
+
+@dataclass(frozen=True, slots=True)
+class RecipeStep:
+    """One step of how a model of the bundled kind chains its networks on a volume.
+
+    ``locate``: ``network`` (crop ``body``) looks at the whole body; the largest pancreas it
+    marks is the gland. ``crop``: a box around that gland, on ``network``'s grid and with its
+    margin and extents. ``segment``: ``network`` (crop ``pancreas``) looks at the box, twice
+    when its window is relative to the gland.
+    """
+
+    action: str
+    network: str
+
+    def __post_init__(self) -> None:
+        if self.action not in RECIPE_ACTIONS:
+            raise ValueError(f"recipe step must be one of {', '.join(RECIPE_ACTIONS)}, got {self.action!r}")
+        if not isinstance(self.network, str) or not self.network:
+            raise ValueError(f"recipe step {self.action!r} must name a network, got {self.network!r}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action, "network": self.network}
+
+
+def default_recipe(networks: Mapping[str, NetworkCard]) -> tuple[RecipeStep, ...]:
+    """The recipe of a card that names none: its body network locates, the main segmenter
+    crops and segments (the bundled model's card, written before recipes were data)."""
+    body = [n.name for n in networks.values() if n.crop == "body"]
+    locate = body[0] if body else ""
+    return (RecipeStep("locate", locate), RecipeStep("crop", CANONICAL_NETWORK),
+            RecipeStep("segment", CANONICAL_NETWORK))
+
+
+def check_recipe(recipe: tuple[RecipeStep, ...], networks: Mapping[str, NetworkCard]) -> None:
+    """ValueError unless ``recipe`` is locate → crop → segment over networks that fit each step."""
+    if not all(isinstance(step, RecipeStep) for step in recipe):
+        raise TypeError(f"a recipe is a tuple of RecipeStep, got {recipe!r}")
+    actions = tuple(step.action for step in recipe)
+    if actions != RECIPE_ACTIONS:
+        raise ValueError(f"recipe must run {' -> '.join(RECIPE_ACTIONS)}, got {' -> '.join(actions) or 'nothing'}")
+    for step in recipe:
+        if step.network not in networks:
+            raise ValueError(f"recipe step {step.action!r} names network {step.network!r}, which the "
+                             f"card does not have ({', '.join(networks)})")
+    wanted = {"locate": "body", "crop": "pancreas", "segment": "pancreas"}
+    for step in recipe:
+        if networks[step.network].crop != wanted[step.action]:
+            raise ValueError(f"recipe step {step.action!r} needs a network with crop "
+                             f"{wanted[step.action]!r}; {step.network!r} has {networks[step.network].crop!r}")
+    if recipe[1].network != recipe[2].network:
+        raise ValueError(f"recipe: the crop is made for the network that segments "
+                         f"({recipe[2].network!r}), not {recipe[1].network!r}")
+
+
 # The detector's features a calibration may weigh, and what each one is.
 FEATURE_MEANING: dict[str, str] = {
     "lesion_logit": "logit of the highest lesion probability in or next to the pancreas",
@@ -270,14 +326,27 @@ class ModelCard:
     tolerance: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     accuracy: Mapping[str, Any] = field(default_factory=dict)
+    recipe: tuple[RecipeStep, ...] = ()  # empty: default_recipe(networks)
+
+    def __post_init__(self) -> None:
+        if not self.recipe:
+            object.__setattr__(self, "recipe", default_recipe(self.networks))
+        check_recipe(self.recipe, self.networks)
+
+    def step(self, action: str) -> NetworkCard:
+        """The network the recipe runs at ``action``."""
+        for step in self.recipe:
+            if step.action == action:
+                return self.networks[step.network]
+        raise ValueError(f"model {self.name!r} has no recipe step {action!r}")
 
     @property
     def locate(self) -> NetworkCard:
-        return next(n for n in self.networks.values() if n.crop == "body")
+        return self.step("locate")
 
     @property
     def segment(self) -> NetworkCard:
-        return self.networks[CANONICAL_NETWORK]
+        return self.step("segment")
 
     def to_dict(self) -> dict[str, Any]:
         """The card as written to ``model.json``; :meth:`from_dict` reads it back."""
@@ -297,6 +366,10 @@ class ModelCard:
             },
             "tolerance": dict(self.tolerance), "training": dict(self.training),
             "accuracy": dict(self.accuracy),
+            # Written only where it differs from the default, so a card without one reads and
+            # writes back the same.
+            **({"recipe": [step.to_dict() for step in self.recipe]}
+               if self.recipe != default_recipe(self.networks) else {}),
         }
 
     @classmethod
@@ -343,7 +416,9 @@ class ModelCard:
             })
         except (TypeError, ValueError) as exc:
             raise _fail(source, "postprocess", str(exc)) from exc
+        recipe = _recipe(data.get("recipe"), networks, source)
         return cls(
+            recipe=recipe,
             name=_text(data, "name", source),
             version=_text(data, "version", source),
             intended_use=_text(data, "intended_use", source),
@@ -357,6 +432,22 @@ class ModelCard:
             training=dict(data.get("training", {})),
             accuracy=dict(data.get("accuracy", {})),
         )
+
+
+def _recipe(value: Any, networks: Mapping[str, NetworkCard], source: str) -> tuple[RecipeStep, ...]:
+    if value is None:
+        return default_recipe(networks)
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise _fail(source, "recipe", f"must be a list of steps ({{\"action\": ..., \"network\": ...}}), got {value!r}")
+    try:
+        steps = tuple(RecipeStep(str(_get(v, "action", source, f"recipe[{n}].")),
+                                 str(_get(v, "network", source, f"recipe[{n}]."))) for n, v in enumerate(value))
+        check_recipe(steps, networks)
+    except ValueError as exc:
+        if isinstance(exc, CardError):
+            raise
+        raise _fail(source, "recipe", str(exc)) from exc
+    return steps
 
 
 def read_card(path: Path) -> ModelCard | NnunetCard:

@@ -136,22 +136,24 @@ def preprocess(
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=0, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=0, keepdims=True)
-    return shifted
+    """Softmax over the first axis, in place: a series' class maps are gigabytes, and a second
+    copy of them is what would set the peak memory."""
+    logits -= logits.max(axis=0, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=0, keepdims=True)
+    return logits
 
 
 def probabilities_back(logits: np.ndarray, pre: Preprocessed, resampling: Resampling) -> np.ndarray:
     """(C, K, J, I) logits on the network's grid → float32 probabilities on the input's grid."""
-    # float16 logits stay float16 through resampling, as in nnU-Net; softmax runs in float32.
-    back = np.stack([
-        resample(channel, pre.cropped_shape, pre.target_spacing, pre.spacing, resampling.order,
-                 resampling.order_z, resampling, dtype=logits.dtype)
-        for channel in logits
-    ])
-    probs = softmax(back.astype(np.float32))
     out = np.zeros((logits.shape[0], *pre.input_shape), dtype=np.float32)
     out[0] = 1.0  # background outside the crop, as nnU-Net fills it
-    out[(slice(None), *(slice(a, b) for a, b in pre.box))] = probs
+    crop = out[(slice(None), *(slice(a, b) for a, b in pre.box))]
+    # One class at a time straight into the output, so no stack of all classes is ever held
+    # twice. float16 logits stay float16 through resampling, as in nnU-Net; softmax runs in
+    # float32.
+    for c, channel in enumerate(logits):
+        crop[c] = resample(channel, pre.cropped_shape, pre.target_spacing, pre.spacing,
+                           resampling.order, resampling.order_z, resampling, dtype=logits.dtype)
+    softmax(crop)
     return out

@@ -59,12 +59,11 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     located = predict_volume(model.localiser, volume.hu, volume.spacing).probabilities
     seconds["localise"] = time.perf_counter() - start
     gland = located.argmax(axis=0) == model.localiser.card.index(recipe.localiser_label)
-    n_classes = model.card.n_classes
-    empty = np.zeros((n_classes, *volume.hu.shape), np.float32)
-    empty[0] = 1.0
+    del located  # the localiser's maps on the whole series: gone before the detector runs
     if not gland.any():
         logger.info("the localiser found no pancreas")
-        return Outcome(Detection(0.0, False, 0.0), empty, None, seconds)
+        return Outcome(Detection(0.0, False, 0.0), _background(model.card.n_classes, volume), None,
+                       seconds)
     gland = largest(gland)
     voxels = np.argwhere(gland)
     lo, hi = voxels.min(axis=0), voxels.max(axis=0)
@@ -78,12 +77,13 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     seconds["detect"] = time.perf_counter() - start
     labels = probs.argmax(axis=0)
     organ = np.isin(labels, [model.card.index(m) for m in recipe.mask_labels])
+    del labels  # int64 on the crop: as large as two of its class maps
     if recipe.mask_dilation_mm > 0 and organ.any():
         iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(crop.spacing))).astype(int)
         organ = _dilate(organ, iterations)
     lesion = probs[model.card.index(model.card.lesion_label)] * organ
     detection, pancreas, found = findings(crop, model.card, probs, lesion_prob=lesion)
-    full = empty
+    full = _background(model.card.n_classes, volume)
     full[(slice(None), *box)] = probs
     gland_full = np.zeros(volume.hu.shape, bool)
     if pancreas is not None:
@@ -95,6 +95,13 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     origin = np.array([b.start for b in box])
     return Outcome(detection, full, gland_full if pancreas is not None else gland, seconds,
                    lesion=None if found.voxels is None else found.voxels + origin)
+
+
+def _background(n_classes: int, volume: Volume) -> np.ndarray:
+    """Class maps on the volume grid that say background everywhere."""
+    maps = np.zeros((n_classes, *volume.hu.shape), np.float32)
+    maps[0] = 1.0
+    return maps
 
 
 def _dilate(mask: np.ndarray, iterations: np.ndarray) -> np.ndarray:
