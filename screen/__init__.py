@@ -1,10 +1,7 @@
 """screen: find pancreatic lesions nobody was looking for in an archive of abdominal CTs."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("screen")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+# The one place the version is written: pyproject.toml reads it from here, so that start-up
+# need not search the installed distributions for it (importlib.metadata costs ~50 ms).
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
