@@ -1,6 +1,7 @@
 """`screen scan`: the whole sweep, top to bottom.
 
-    archives ─index (headers, on the cluster)─▶ inventory.parquet, errors.parquet
+    archives ─index (headers; before a local cluster starts, on a user's)─▶ inventory.parquet,
+                                                                          errors.parquet
     eligible series ─load volume → confirm content → detect─▶ worklist rows (part files)
     part files ─one row per series, ranked─▶ worklist.parquet
 
@@ -11,8 +12,9 @@ flight, writes finished rows to part files as they come, and on --resume skips e
 the same model package already scored.
 
 Before any work: no output may lie inside an archive, one sweep at a time holds ``--out``,
-and the model package is opened and run once, on a worker, on a tiny input; a model that
-cannot run fails the sweep there, in one line, instead of in every series' row.
+and the model package is opened and run once on a tiny input (before a local sweep's index,
+in a process of its own; on a worker as soon as the cluster is up); a model that cannot run
+fails the sweep there, in one line, instead of in every series' row.
 """
 
 from __future__ import annotations
