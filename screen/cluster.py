@@ -90,14 +90,18 @@ class DetectorPlugin(WorkerPlugin):
 
     def detector(self):
         if self._detector is None:
-            from screen.detect.detector import Detector
-            from screen.model.package import find_package
-
-            package = find_package(self.spec.model)
-            self._detector = Detector.open(package, self.spec.backend, self.spec.precision)
-            logger.info("loaded %s on %s (%s, %s)", package.card.name, get_worker().address,
-                     self._detector.backend, self._detector.precision)
+            self._detector = open_detector(self.spec)
+            logger.info("loaded %s on %s (%s, %s)", self.spec.model, get_worker().address,
+                        self._detector.backend, self._detector.precision)
         return self._detector
+
+
+def open_detector(spec: DetectorSpec):
+    """The detector ``spec`` names, opened in this process."""
+    from screen.detect.detector import Detector
+    from screen.model.package import find_package
+
+    return Detector.open(find_package(spec.model), spec.backend, spec.precision)
 
 
 def worker_detector():

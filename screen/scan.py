@@ -1,6 +1,7 @@
 """`screen scan`: the whole sweep, top to bottom.
 
-    archives ─index (headers, on the cluster)─▶ inventory.parquet, errors.parquet
+    archives ─index (headers; before a local cluster starts, on a user's)─▶ inventory.parquet,
+                                                                          errors.parquet
     eligible series ─load volume → confirm content → detect─▶ worklist rows (part files)
     part files ─one row per series, ranked─▶ worklist.parquet
 
@@ -11,15 +12,19 @@ flight, writes finished rows to part files as they come, and on --resume skips e
 the same model package already scored.
 
 Before any work: no output may lie inside an archive, one sweep at a time holds ``--out``,
-and the model package is opened and run once, on a worker, on a tiny input; a model that
-cannot run fails the sweep there, in one line, instead of in every series' row.
+and the model package is opened and run once on a tiny input (before a local sweep's index,
+in a process of its own; on a worker as soon as the cluster is up); a model that cannot run
+fails the sweep there, in one line, instead of in every series' row.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,15 +43,16 @@ from screen.cluster import (
     site_security,
     start_inference_services,
 )
-from screen.gpus import find_gpus
+from screen.gpus import Gpu, find_gpus
 from screen.memory import peak_rss_mib
 from screen.outputs import OutputLock, refuse_inside_archives
-from screen.pseudonym import hide_in_logs, read_key_file
+from screen.pseudonym import Pseudonymizer, hide_in_logs, read_key_file
 from screen.records import InventoryEntry, Series
 from screen.select import Rules, load_rules
 from screen.tasks import (
     SeriesOutputs,
     check_detector,
+    check_detector_apart,
     review_series,
     screen_series,
     unknown_producer,
@@ -57,6 +63,7 @@ from screen.worklist_row import ERROR, OK, WorklistRow
 if TYPE_CHECKING:
     from screen.backends.service import ServiceStats
     from screen.dicomweb import PacsSource
+    from screen.dicomweb.last_run import LastRun
     from screen.dicomweb.store import StoreTarget
     from screen.model.package import ModelPackage
 
@@ -182,6 +189,15 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
     threads = options.cpu_threads or (
         None if options.scheduler else max(1, indexing.default_workers() // cpu_workers))
     spec = DetectorSpec(str(package.path), options.backend, options.precision, threads)
+    indexed = None
+    if options.scheduler is None:
+        # A local cluster's scheduler and nannies (threads of this process) and its idle
+        # workers take a share of the cores that the index needs, and its workers load the
+        # model on them: the index runs first, with the machine to itself, as `screen index`
+        # does. The model is checked before it, in a process of its own.
+        _check_detector_apart(spec, gpus)
+        indexed = _index(roots, options, rules, progress, inventory, errors, pseudonymizer,
+                         out, executor=None, workers=cpu_workers)
     with connect(scheduler=options.scheduler, cpu_workers=cpu_workers, gpus=gpus,
                  memory_limit=options.worker_memory, security=security) as client:
         dashboard = None if options.scheduler else client.dashboard_link
@@ -189,32 +205,19 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         on_cpu = cpu_resources(client)  # where series are read and prepared
         services = start_inference_services(client, spec, options.gpu_batch)
         client.register_plugin(DetectorPlugin(spec, services.handles))
-        _check_detector(client, spec, on_cpu)
-        clock = time.perf_counter()
-        last_run = None
-        if options.pacs is not None:
-            from screen.dicomweb.last_run import LastRun
-            from screen.dicomweb.sweep import index_pacs
-
-            last_run = LastRun(out, str(options.pacs.address)) if options.since_last_run else None
-            result = index_pacs(options.pacs, rules=rules, progress=progress.index,
-                                last_run=last_run)
-        else:
-            # Headers are read by the index's own pool, as by `screen index` (Dask's executor
-            # costs a round trip per chunk), except on a user's cluster, whose machines share
-            # the reading out between them: there on CPU workers, so that a file that crashes
-            # its reader cannot take a GPU's inference service with it.
-            executor = None
-            if options.scheduler:
-                executor = client.get_executor(resources=on_cpu) if on_cpu else \
-                    client.get_executor()
-            result = indexing.index(roots, rules=rules, workers=cpu_workers, executor=executor,
-                                    progress=progress.index, follow_links=options.follow_links)
-        indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
-                               pseudonymizer=pseudonymizer)
+        _check_detector(client, spec, on_cpu)  # again, on the cluster: before any series
+        if indexed is None:
+            # A user's cluster: its machines share the reading out between them, on CPU
+            # workers, so that a file that crashes its reader cannot take a GPU's inference
+            # service with it.
+            executor = client.get_executor(resources=on_cpu) if on_cpu else \
+                client.get_executor()
+            indexed = _index(roots, options, rules, progress, inventory, errors, pseudonymizer,
+                             out, executor=executor, workers=cpu_workers)
+        result, last_run, index_seconds = indexed
         if pseudonymizer is not None:  # it has seen every identifier now
             hide_in_cluster_logs(client, pseudonymizer)
-        seconds = {"index": time.perf_counter() - clock}
+        seconds = {"index": index_seconds}
         todo = [e for e in result.eligible if e.series.key not in done]
         clock = time.perf_counter()
         _screen_all(client, todo, store, outputs, progress, len(result.eligible), on_cpu)
@@ -289,6 +292,31 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
     )
 
 
+def _index(roots: Sequence[Path], options: ScanOptions, rules: Rules, progress: ScanProgress,
+           inventory: Path, errors: Path, pseudonymizer: Pseudonymizer | None, out: Path, *,
+           executor: Executor | None, workers: int
+           ) -> tuple[indexing.IndexResult, LastRun | None, float]:
+    """The archives' (or the PACS's) index, written out; what the last run saw where the
+    sweep asked for what is new since; and the seconds that took."""
+    clock = time.perf_counter()
+    last_run = None
+    if options.pacs is not None:
+        from screen.dicomweb.last_run import LastRun
+        from screen.dicomweb.sweep import index_pacs
+
+        last_run = LastRun(out, str(options.pacs.address)) if options.since_last_run else None
+        result = index_pacs(options.pacs, rules=rules, progress=progress.index,
+                            last_run=last_run)
+    else:
+        # Headers are read by the index's own pool, as by `screen index`, unless the
+        # ``executor`` of a user's cluster is given (Dask's costs a round trip per chunk).
+        result = indexing.index(roots, rules=rules, workers=workers, executor=executor,
+                                progress=progress.index, follow_links=options.follow_links)
+    indexing.write_outputs(result, inventory, errors, rules=rules, roots=roots,
+                           pseudonymizer=pseudonymizer)
+    return result, last_run, time.perf_counter() - clock
+
+
 def _check_detector(client: Client, spec: DetectorSpec,
                     resources: dict[str, float] | None) -> None:
     """Open the model package on a worker and run each network once on a tiny input, before
@@ -296,7 +324,22 @@ def _check_detector(client: Client, spec: DetectorSpec,
     (with GPU workers, on a CPU worker, through the inference service as every series)."""
     future = client.submit(check_detector, key="screen-check-model", pure=False,
                            resources=resources)
-    problem = future.result()
+    _refuse_if(future.result(), spec)
+
+
+def _check_detector_apart(spec: DetectorSpec, gpus: Sequence[Gpu]) -> None:
+    """The same check before a local cluster starts, in a process started clean as its
+    workers are (on the first of its GPUs where it has any)."""
+    environment = {"CUDA_VISIBLE_DEVICES": gpus[0].uuid} if gpus else {}
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        try:
+            problem = process.submit(check_detector_apart, spec, environment).result()
+        except BrokenProcessPool as exc:  # a backend library that crashes its process
+            problem = f"the process opening it died: {exc}"
+    _refuse_if(problem, spec)
+
+
+def _refuse_if(problem: str | None, spec: DetectorSpec) -> None:
     if problem:
         raise ValueError(f"model {spec.model} cannot run with --backend {spec.backend} "
                          f"--precision {spec.precision}: {problem}")

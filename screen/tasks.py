@@ -9,20 +9,23 @@ screen.backends.service).
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from screen import index as indexing
 from screen import worklist
-from screen.cluster import worker_detector
+from screen.cluster import DetectorSpec, open_detector, worker_detector
 from screen.metrics import is_flagged
 from screen.pseudonym import Pseudonymizer
 from screen.records import Series, Volume
 from screen.worklist_row import WorklistRow
 
 if TYPE_CHECKING:
+    from screen.detect.detector import Detector
     from screen.dicomweb import PacsSource
 
 logger = logging.getLogger(__name__)
@@ -179,10 +182,24 @@ def check_detector() -> str | None:
     """On a worker: open its detector and run every network once on zeros of the smallest
     input its card allows (what a TensorRT plan's profile starts at, too); why that failed, in
     one line, or None."""
+    return _probe(worker_detector)
+
+
+def check_detector_apart(spec: DetectorSpec, environment: dict[str, str]) -> str | None:
+    """:func:`check_detector` in a process of its own, started clean as a local worker is,
+    with ``environment`` (a GPU worker's CUDA_VISIBLE_DEVICES) set before any backend loads."""
+    from screen.backends import set_cpu_threads
+
+    os.environ.update(environment)
+    set_cpu_threads(spec.cpu_threads)
+    return _probe(lambda: open_detector(spec))
+
+
+def _probe(detector: Callable[[], Detector]) -> str | None:
     import numpy as np
 
     try:
-        for name, runner, shape in worker_detector().probes():
+        for name, runner, shape in detector().probes():
             out = runner.run(np.zeros(shape, dtype=np.float32))
             if out.ndim != 5 or out.shape[2:] != shape[2:] or not np.isfinite(out).all():
                 return (f"network {name!r} gave output of shape {out.shape} (or not finite) "
