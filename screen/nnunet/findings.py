@@ -124,16 +124,17 @@ def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
     ``lesion_prob`` replaces the lesion class's probability (a recipe may have masked it)."""
     spacing = volume.spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    if lesion_prob is None:
+        lesion_prob = (probabilities[card.index(card.lesion_label)] if card.lesion_label
+                       else np.zeros(probabilities.shape[1:], np.float32))
+    found = lesion_candidates(lesion_prob)
+    del lesion_prob  # a recipe hands over its masked copy: gone before the gland is found
     pancreas = None
     if card.pancreas_label is not None:
         mask = class_labels(probabilities) == card.index(card.pancreas_label)
         mask = largest_region(mask)
         if mask.sum() * voxel_ml >= MIN_PANCREAS_ML:
             pancreas = mask
-    if lesion_prob is None:
-        lesion_prob = (probabilities[card.index(card.lesion_label)] if card.lesion_label
-                       else np.zeros(probabilities.shape[1:], np.float32))
-    found = lesion_candidates(lesion_prob)
     raw = found.peak
     score = card.calibration.score(raw) if card.calibration is not None else raw
     volume_ml = float(pancreas.sum() * voxel_ml) if pancreas is not None else 0.0

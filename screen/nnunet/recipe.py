@@ -111,9 +111,11 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     if recipe.mask_dilation_mm > 0 and organ.any():
         iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(crop.spacing))).astype(int)
         organ = _dilate(organ, iterations)
-    lesion = probs[model.card.index(model.card.lesion_label)] * organ
-    detection, pancreas, found = findings(crop, model.card, probs, lesion_prob=lesion)
-    del lesion  # the masked copy of a class map
+    lesion = model.card.index(model.card.lesion_label)
+    # The masked copy is made in the call and not kept here, so findings drops it as soon as
+    # it has the candidates.
+    detection, pancreas, found = findings(crop, model.card, probs,
+                                          lesion_prob=probs[lesion] * organ)
     gland_full = np.zeros(volume.hu.shape, bool)
     if pancreas is not None:
         gland_full[box] = pancreas
