@@ -114,13 +114,22 @@ def write_maps(loaded: Loaded, probabilities: np.ndarray, labels_out: Path,
     """The label map (uint8) and, if asked, a 4-D float32 map with one volume per class."""
     import nibabel as nib
 
-    labels = to_input_grid(loaded, probabilities.argmax(axis=0).astype(np.uint8))
+    from screen.nnunet.findings import class_labels
+
+    labels = to_input_grid(loaded, class_labels(probabilities))
     image = nib.Nifti1Image(labels, loaded.affine_ras)
     image.header.set_xyzt_units("mm")
     _save(image, labels_out)
+    del image, labels
     if probabilities_out is not None:
-        stacked = np.stack([to_input_grid(loaded, p) for p in probabilities], axis=-1)
-        image = nib.Nifti1Image(stacked.astype(np.float32), loaded.affine_ras)
+        # Filled one class at a time: a stack of per-class copies would hold the maps twice.
+        first = to_input_grid(loaded, probabilities[0])
+        stacked = np.empty((*first.shape, len(probabilities)), np.float32)
+        stacked[..., 0] = first
+        del first
+        for c in range(1, len(probabilities)):
+            stacked[..., c] = to_input_grid(loaded, probabilities[c])
+        image = nib.Nifti1Image(stacked, loaded.affine_ras)
         image.header.set_xyzt_units("mm")
         _save(image, probabilities_out)
 

@@ -24,12 +24,18 @@ def analyse_imported(volume: Volume, model: NnunetModel):
     start = time.perf_counter()
     outcome = recipe.run(model, volume)
     inference = time.perf_counter() - start
-    probs, detection, pancreas = outcome.probabilities, outcome.detection, outcome.pancreas
-    # Downstream (review images, DICOM SEG) reads background, pancreas, lesion in that order.
-    zeros = np.zeros(probs.shape[1:], np.float32)
-    lesion = probs[card.index(card.lesion_label)] if card.lesion_label else zeros
-    gland = probs[card.index(card.pancreas_label)] if card.pancreas_label else zeros
-    three = np.stack([np.clip(1.0 - lesion - gland, 0, 1), gland, lesion])
+    detection, pancreas = outcome.detection, outcome.pancreas
+    # Downstream (review images, DICOM SEG) reads background, pancreas, lesion in that order,
+    # on the volume grid: made from the crop's maps one channel at a time, never all classes.
+    three = np.zeros((3, *volume.hu.shape), np.float32)
+    three[0] = 1.0
+    inside = three[(slice(None), *outcome.box)]
+    for c, label in ((1, card.pancreas_label), (2, card.lesion_label)):
+        if label:
+            inside[c] = outcome.box_probabilities[card.index(label)]
+    np.subtract(inside[0], inside[2], out=inside[0])  # 1 - lesion - gland, in that order
+    np.subtract(inside[0], inside[1], out=inside[0])
+    np.clip(inside[0], 0, 1, out=inside[0])
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(volume.hu.shape))
     seconds = {"inference": inference}
     return Analysis(detection, {"lesion_peak": detection.score}, grid, grid, three, pancreas,

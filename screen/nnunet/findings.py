@@ -32,16 +32,58 @@ class Candidates:
     voxels: np.ndarray | None  # (n, 3) voxels of that candidate: the lesion reported
 
 
+def class_labels(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities.argmax(axis=0)`` as uint8, the first class winning ties as argmax does,
+    without argmax's int64 map (eight bytes a voxel, as large as two class maps)."""
+    if len(probabilities) > 256:
+        raise ValueError(f"at most 256 classes fit a uint8 label map, got {len(probabilities)}")
+    labels = np.zeros(probabilities.shape[1:], np.uint8)
+    best = probabilities[0].copy()
+    better = np.empty(labels.shape, bool)
+    for c in range(1, len(probabilities)):
+        np.greater(probabilities[c], best, out=better)
+        labels[better] = c
+        np.maximum(best, probabilities[c], out=best)
+    return labels
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every nonzero voxel of ``mask``, or None if there is none."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hits):
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """:func:`screen.detect.postprocess.largest`, labelling only the box around the mask (an
+    organ is a small part of the series, and the labels are four bytes a voxel)."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask.astype(bool)
+    out = np.zeros(mask.shape, bool)
+    out[box] = largest(mask[box])
+    return out
+
+
 def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
                       min_voxels: int = MIN_CANDIDATE_VOXELS) -> Candidates:
     """Candidates by dynamic thresholding, as the PANORAMA baseline extracts them: the
     region above max/``fraction`` (26-connected) around the highest voxel becomes a candidate
     filled with that maximum if it has more than ``min_voxels`` voxels; it is then removed and
     the next highest voxel tried, until no probability is left above the first threshold."""
-    work = np.asarray(prob, dtype=np.float32).copy()
-    out = np.zeros_like(work)
-    if work.size == 0 or work.max() <= 0:
+    prob = np.asarray(prob)
+    out = np.zeros(prob.shape, np.float32)
+    # Every threshold is above 0, so all candidates lie in the box of positive voxels: the
+    # work (a copy, labels each pass) is done there only.
+    box = bounding_box(prob > 0) if prob.size else None
+    if box is None:
         return Candidates(out, 0.0, None)
+    work = np.array(prob[box], dtype=np.float32)
+    inner = out[box]
     floor = float(work.max()) / fraction
     best_peak, best_voxels = 0.0, None
     while True:
@@ -51,12 +93,26 @@ def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
         labelled, _ = ndimage.label(work > peak / fraction, structure=_FULL)
         seed = np.unravel_index(int(work.argmax()), work.shape)
         region = labelled == labelled[seed]
+        del labelled
         if int(region.sum()) > min_voxels:
-            out[region] = peak
+            inner[region] = peak
             if best_voxels is None:
-                best_peak, best_voxels = peak, np.argwhere(region)
+                best_peak = peak
+                best_voxels = np.argwhere(region) + np.array([b.start for b in box])
         work[region] = 0
     return Candidates(out, best_peak, best_voxels)
+
+
+def surface_voxels(voxels: np.ndarray) -> np.ndarray:
+    """The voxels of a region with a neighbour outside it (6-connected). The widest distance
+    across a region runs between two of its convex hull's corners, which are all on its
+    surface, so it is the same measured on these; a large region's hull over every voxel
+    would take gigabytes."""
+    lo = voxels.min(axis=0)
+    mask = np.zeros(tuple(voxels.max(axis=0) - lo + 1), bool)
+    mask[tuple((voxels - lo).T)] = True
+    inner = ndimage.binary_erosion(mask, border_value=0)
+    return np.argwhere(mask & ~inner) + lo
 
 
 def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
@@ -68,18 +124,17 @@ def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
     ``lesion_prob`` replaces the lesion class's probability (a recipe may have masked it)."""
     spacing = volume.spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    pancreas = None
-    if card.pancreas_label is not None:
-        labels = probabilities.argmax(axis=0)
-        mask = labels == card.index(card.pancreas_label)
-        if mask.any():
-            mask = largest(mask)
-        if mask.sum() * voxel_ml >= MIN_PANCREAS_ML:
-            pancreas = mask
     if lesion_prob is None:
         lesion_prob = (probabilities[card.index(card.lesion_label)] if card.lesion_label
                        else np.zeros(probabilities.shape[1:], np.float32))
     found = lesion_candidates(lesion_prob)
+    del lesion_prob  # a recipe hands over its masked copy: gone before the gland is found
+    pancreas = None
+    if card.pancreas_label is not None:
+        mask = class_labels(probabilities) == card.index(card.pancreas_label)
+        mask = largest_region(mask)
+        if mask.sum() * voxel_ml >= MIN_PANCREAS_ML:
+            pancreas = mask
     raw = found.peak
     score = card.calibration.score(raw) if card.calibration is not None else raw
     volume_ml = float(pancreas.sum() * voxel_ml) if pancreas is not None else 0.0
@@ -94,7 +149,7 @@ def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
         score=float(np.clip(score, 0, 1)), pancreas_found=pancreas is not None,
         pancreas_volume_ml=volume_ml,
         lesion_center_lps=tuple(float(v) for v in centre_lps),  # type: ignore[arg-type]
-        lesion_diameter_mm=feret_diameter_mm(found.voxels, spacing),
+        lesion_diameter_mm=feret_diameter_mm(surface_voxels(found.voxels), spacing),
         lesion_location=location, key_slice=int(round(centre[0])),
     )
     return detection, pancreas, found

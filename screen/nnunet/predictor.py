@@ -18,6 +18,7 @@ import numpy as np
 from screen.backends import Runner, load_runner
 from screen.model.package import ModelPackage
 from screen.nnunet.card import NnunetCard
+from screen.nnunet.findings import class_labels
 from screen.nnunet.preprocess import preprocess, probabilities_back
 from screen.nnunet.sliding import predict_logits
 
@@ -76,7 +77,7 @@ class Prediction:
 
     @property
     def labels(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=0).astype(np.uint8)
+        return class_labels(self.probabilities)
 
 
 def _to_model_axes(card: NnunetCard) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -82,13 +82,42 @@ def _separate_axis(resampling: Resampling, spacing: Sequence[float], target: Seq
     return None
 
 
-def _resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    """scikit-image's resize(mode='edge', anti_aliasing=False) on float64."""
+def _resize(image: np.ndarray, shape: Sequence[int], order: int, dtype=np.float64) -> np.ndarray:
+    """scikit-image's resize(mode='edge', anti_aliasing=False) in float64, cast to ``dtype``.
+
+    scipy interpolates in float64 whatever it writes, so a float32 result is written straight
+    into a float32 array: the same values as casting a float64 result, without that copy.
+    Clipping to the input's range before or after the cast is the same, because the bounds are
+    the input's own values and rounding keeps order."""
     zoom = [n / s for n, s in zip(shape, image.shape)]
-    out = ndimage.zoom(image, zoom, order=order, mode="nearest", grid_mode=True)
+    direct = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    out = ndimage.zoom(image, zoom, order=order, mode="nearest", grid_mode=True,
+                       output=np.dtype(dtype) if direct else np.float64)
     if order > 0:
         np.clip(out, image.min(), image.max(), out=out)
-    return out
+    return out if direct else out.astype(dtype)
+
+
+_ROWS = 16  # output rows per map_coordinates call: its coordinate grids are 24 bytes a voxel
+
+
+def _along_axis(stacked: np.ndarray, shape: tuple[int, ...], order_z: int, dtype) -> np.ndarray:
+    """Sample ``stacked`` at the voxel centres of ``shape`` (only the slice axis changes size),
+    nearest for ``order_z`` 0 or at spline ``order_z``, with edge values repeated."""
+    centres = [(stacked.shape[a] / shape[a]) * (np.arange(shape[a]) + 0.5) - 0.5 for a in range(3)]
+    if order_z > 1:  # the spline prefilter spans the whole input: one call
+        grids = np.meshgrid(*centres, indexing="ij")
+        return ndimage.map_coordinates(stacked, np.array(grids), order=order_z,
+                                       mode="nearest").astype(dtype, copy=False)
+    # Each voxel depends on its own coordinates only, so a few rows at a time give the same
+    # values without the full grid's coordinates (three float64 arrays, and their stack).
+    direct = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    out = np.empty(shape, dtype if direct else np.float64)
+    for start in range(0, shape[0], _ROWS):
+        rows = slice(start, min(start + _ROWS, shape[0]))
+        grids = np.array(np.meshgrid(centres[0][rows], centres[1], centres[2], indexing="ij"))
+        ndimage.map_coordinates(stacked, grids, order=order_z, mode="nearest", output=out[rows])
+    return out if direct else out.astype(dtype)
 
 
 def resample(
@@ -100,21 +129,21 @@ def resample(
     dtype = dtype or image.dtype
     if tuple(image.shape) == shape:
         return image.astype(dtype, copy=False)
-    data = image.astype(np.float64, copy=False)
     axis = _separate_axis(resampling, spacing, target)
     if axis is None:
-        return _resize(data, shape, order).astype(dtype, copy=False)
+        # scipy reads its input as float64 whatever it is stored in, so float32 (float16 made
+        # float32, exactly) gives float64's result without a float64 copy of the channel.
+        exact = image.dtype in (np.float16, np.float32)
+        return _resize(image.astype(np.float32 if exact else np.float64, copy=False), shape,
+                       order, dtype)
+    data = image.astype(np.float64, copy=False)
     plane = tuple(s for a, s in enumerate(shape) if a != axis)
     slices = [_resize(np.take(data, n, axis=axis), plane, order) for n in range(data.shape[axis])]
     stacked = np.stack(slices, axis=axis)
+    del slices
     if stacked.shape[axis] == shape[axis]:
         return stacked.astype(dtype, copy=False)
-    # Along the slice axis: sample at voxel centres, nearest (order_z 0) or spline order_z.
-    grids = np.meshgrid(*[
-        (stacked.shape[a] / shape[a]) * (np.arange(shape[a]) + 0.5) - 0.5 for a in range(3)
-    ], indexing="ij")
-    return ndimage.map_coordinates(stacked, np.array(grids), order=order_z,
-                                   mode="nearest").astype(dtype, copy=False)
+    return _along_axis(stacked, shape, order_z, dtype)
 
 
 def preprocess(

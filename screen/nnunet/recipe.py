@@ -16,21 +16,49 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from screen.detect.postprocess import largest
-from screen.nnunet.findings import findings
+from screen.nnunet.findings import bounding_box, class_labels, findings, largest_region
 from screen.nnunet.predictor import NnunetModel, predict_volume
 from screen.records import Detection, Volume
 
 logger = logging.getLogger(__name__)
 
 
+Box = tuple[slice, slice, slice]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Outcome:
+    """A recipe's result. The class maps are kept only inside ``box`` (the detector's crop;
+    the whole grid for a single model): outside it every voxel is background, and a series'
+    seven maps on its full grid are gigabytes, so they are made only when asked for."""
+
     detection: Detection
-    probabilities: np.ndarray  # float32 (C, K, J, I) on the volume grid (background outside a crop)
+    box_probabilities: np.ndarray  # float32 (C, k, j, i) inside box
+    box: Box  # where box_probabilities lie on the volume grid
+    shape: tuple[int, int, int]  # the volume grid (K, J, I)
     pancreas: np.ndarray | None  # bool on the volume grid
     seconds: Mapping[str, float] = field(default_factory=dict)
     lesion: np.ndarray | None = None  # (n, 3) voxels of the reported candidate on the volume grid
+
+    def __post_init__(self) -> None:
+        inside = tuple(len(range(*b.indices(n))) for b, n in zip(self.box, self.shape))
+        if self.box_probabilities.shape[1:] != inside:
+            raise ValueError(f"class maps of shape {self.box_probabilities.shape[1:]} do not fill "
+                             f"the box {self.box} of a {self.shape} grid")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.box_probabilities)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """float32 (C, K, J, I) on the volume grid, background outside the box."""
+        if self.box_probabilities.shape[1:] == tuple(self.shape):
+            return self.box_probabilities
+        out = np.zeros((self.n_classes, *self.shape), np.float32)
+        out[0] = 1.0
+        out[(slice(None), *self.box)] = self.box_probabilities
+        return out
 
 
 def run(model: NnunetModel, volume: Volume) -> Outcome:
@@ -38,9 +66,13 @@ def run(model: NnunetModel, volume: Volume) -> Outcome:
         start = time.perf_counter()
         probs = predict_volume(model, volume.hu, volume.spacing).probabilities
         detection, pancreas, found = findings(volume, model.card, probs)
-        return Outcome(detection, probs, pancreas, {"total": time.perf_counter() - start},
-                       lesion=found.voxels)
+        return Outcome(detection, probs, _whole(volume), volume.hu.shape, pancreas,
+                       {"total": time.perf_counter() - start}, lesion=found.voxels)
     return _panorama(model, volume)
+
+
+def _whole(volume: Volume) -> Box:
+    return tuple(slice(0, n) for n in volume.hu.shape)  # type: ignore[return-value]
 
 
 def _crop_volume(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
@@ -58,15 +90,15 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     start = time.perf_counter()
     located = predict_volume(model.localiser, volume.hu, volume.spacing).probabilities
     seconds["localise"] = time.perf_counter() - start
-    gland = located.argmax(axis=0) == model.localiser.card.index(recipe.localiser_label)
+    gland = class_labels(located) == model.localiser.card.index(recipe.localiser_label)
     del located  # the localiser's maps on the whole series: gone before the detector runs
     if not gland.any():
         logger.info("the localiser found no pancreas")
-        return Outcome(Detection(0.0, False, 0.0), _background(model.card.n_classes, volume), None,
-                       seconds)
-    gland = largest(gland)
-    voxels = np.argwhere(gland)
-    lo, hi = voxels.min(axis=0), voxels.max(axis=0)
+        empty = np.zeros((model.card.n_classes, 0, 0, 0), np.float32)
+        return Outcome(Detection(0.0, False, 0.0), empty, (slice(0, 0),) * 3, volume.hu.shape,
+                       None, seconds)
+    gland = largest_region(gland)
+    lo, hi = zip(*((b.start, b.stop - 1) for b in bounding_box(gland)))
     spacing = np.asarray(volume.spacing)  # k, j, i
     margin = (np.asarray(recipe.margins_mm[::-1]) / spacing).astype(int)  # x, y, z → k, j, i
     box = tuple(slice(int(max(0, a - m)), int(min(n, b + m + 1)))
@@ -75,16 +107,15 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     start = time.perf_counter()
     probs = predict_volume(model, crop.hu, crop.spacing).probabilities
     seconds["detect"] = time.perf_counter() - start
-    labels = probs.argmax(axis=0)
-    organ = np.isin(labels, [model.card.index(m) for m in recipe.mask_labels])
-    del labels  # int64 on the crop: as large as two of its class maps
+    organ = np.isin(class_labels(probs), [model.card.index(m) for m in recipe.mask_labels])
     if recipe.mask_dilation_mm > 0 and organ.any():
         iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(crop.spacing))).astype(int)
         organ = _dilate(organ, iterations)
-    lesion = probs[model.card.index(model.card.lesion_label)] * organ
-    detection, pancreas, found = findings(crop, model.card, probs, lesion_prob=lesion)
-    full = _background(model.card.n_classes, volume)
-    full[(slice(None), *box)] = probs
+    lesion = model.card.index(model.card.lesion_label)
+    # The masked copy is made in the call and not kept here, so findings drops it as soon as
+    # it has the candidates.
+    detection, pancreas, found = findings(crop, model.card, probs,
+                                          lesion_prob=probs[lesion] * organ)
     gland_full = np.zeros(volume.hu.shape, bool)
     if pancreas is not None:
         gland_full[box] = pancreas
@@ -93,15 +124,9 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
                           detection.lesion_center_lps, detection.lesion_diameter_mm,
                           detection.lesion_location, key)
     origin = np.array([b.start for b in box])
-    return Outcome(detection, full, gland_full if pancreas is not None else gland, seconds,
+    return Outcome(detection, probs, box, volume.hu.shape,
+                   gland_full if pancreas is not None else gland, seconds,
                    lesion=None if found.voxels is None else found.voxels + origin)
-
-
-def _background(n_classes: int, volume: Volume) -> np.ndarray:
-    """Class maps on the volume grid that say background everywhere."""
-    maps = np.zeros((n_classes, *volume.hu.shape), np.float32)
-    maps[0] = 1.0
-    return maps
 
 
 def _dilate(mask: np.ndarray, iterations: np.ndarray) -> np.ndarray:
