@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from screen.detect.detector import Analysis
 from screen.detect.preprocess import to_volume_labels
@@ -20,7 +19,6 @@ from screen.records import Volume
 logger = logging.getLogger(__name__)
 
 LESION_CHANNEL = 2
-LESION_PROBABILITY = 0.5  # more likely lesion than not, where an Analysis holds no region
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -44,9 +42,7 @@ def volume_masks(volume: Volume, analysis: Analysis) -> Masks:
     """The pancreas (the whole gland, lesion included) and the reported lesion on ``volume``.
 
     The lesion is the region the detector reported (``Analysis.lesion``): the one the score,
-    size and location describe, not every faint spot. An Analysis made without its region
-    (from truth labels, say) that still reports a lesion gets the voxels of its lesion map
-    above ``LESION_PROBABILITY`` in or against the gland.
+    size and location describe, not every faint spot; none where it reports no region.
     """
     shape = volume.hu.shape
     empty = np.zeros(shape, dtype=bool)
@@ -55,16 +51,8 @@ def volume_masks(volume: Volume, analysis: Analysis) -> Masks:
         return Masks(empty, empty.copy())
     pancreas_grid = np.asarray(analysis.pancreas_mask, dtype=bool)
     pancreas = to_volume_labels(pancreas_grid, grid, shape).astype(bool)
-    if analysis.detection.lesion_center_lps is None:
+    if analysis.lesion is None:  # an Analysis holds a region only with the lesion it reports
         return Masks(pancreas, empty)
-    if analysis.lesion is not None:
-        lesion_grid = np.zeros(pancreas_grid.shape, dtype=bool)
-        lesion_grid[tuple(analysis.lesion.T)] = True
-    elif analysis.probabilities is not None:
-        lesion_grid = np.asarray(analysis.probabilities[LESION_CHANNEL]) > LESION_PROBABILITY
-        if pancreas_grid.any():
-            # As the detector does: lesions count only in or against the gland.
-            lesion_grid &= ndimage.binary_dilation(pancreas_grid, iterations=2)
-    else:
-        return Masks(pancreas, empty)
+    lesion_grid = np.zeros(pancreas_grid.shape, dtype=bool)
+    lesion_grid[tuple(analysis.lesion.T)] = True
     return Masks(pancreas, to_volume_labels(lesion_grid, grid, shape).astype(bool))

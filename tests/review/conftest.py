@@ -42,8 +42,10 @@ def analysis_from_labels(labels: np.ndarray, detection: Detection) -> Analysis:
     grid = Grid((0.0, 0.0, 0.0), (GRID_STEP,) * 3, shape)
     on_grid = resample_labels(labels, grid)
     probabilities = np.stack([(on_grid == c).astype(np.float32) for c in range(3)])
+    # The truth's lesion is the region reported, as a detector hands over the one it measured.
+    lesion = np.argwhere(on_grid == 2) if detection.lesion_center_lps is not None else None
     return Analysis(detection=detection, features={}, locate_grid=grid, segment_grid=grid,
-                    probabilities=probabilities, pancreas_mask=on_grid > 0)
+                    probabilities=probabilities, pancreas_mask=on_grid > 0, lesion=lesion)
 
 
 def _case(out: Path, lesion: bool) -> Case:
