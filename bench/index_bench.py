@@ -2,7 +2,8 @@
 
     python -m bench.index_bench [--files 20000] [--only startup|in-scan]
 
-(`--only in-scan` measures on the projection archive below, of --files files.)
+(`--only in-scan` measures on the projection archive below, of --files files; `--only
+projection` measures only that archive, of --projection-files files.)
 
 Generates (once, cached under out/bench/archive-N) a synthetic archive with vendor private
 groups of realistic size, then measures on a warm page cache:
@@ -287,8 +288,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--projection-files", type=int, default=100_000)
-    parser.add_argument("--only", choices=("startup", "in-scan"),
-                        help="measure only start-up, or only the index inside scan")
+    parser.add_argument("--only", choices=("startup", "in-scan", "projection"),
+                        help="measure only start-up, the index inside scan, or the "
+                             "projection archive of --projection-files files")
     args = parser.parse_args()
     if args.only == "startup":
         save("index_startup", startup())
@@ -297,6 +299,9 @@ def main() -> None:
         # The projection's tiny files: the index at its fastest, where anything else on the
         # cores shows most.
         save("index_in_scan", in_scan(projection_archive(args.files), rounds=4))
+        return
+    if args.only == "projection":
+        save("index_projection", projection(args.projection_files))
         return
     files = args.files
     root = archive_of(files)
