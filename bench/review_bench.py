@@ -44,10 +44,10 @@ def series_page(folder: Path) -> Path:
     volume = Volume(phantom.hu, affine, tuple(f"1.2.3.{k}" for k in range(phantom.hu.shape[0])))
     labels = phantom.labels
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), labels.shape)
-    probabilities = np.stack([(labels == c).astype(np.float32) for c in range(3)])
+    lesion_probability = (labels == 2).astype(np.float32)
     key = int(round(phantom.lesion_center_kji[0])) if phantom.lesion_center_kji else labels.shape[0] // 2
     detection = Detection(0.92, True, 60.0)
-    analysis = Analysis(detection, {}, grid, grid, probabilities, labels > 0)
+    analysis = Analysis(detection, {}, grid, grid, lesion_probability, labels > 0)
     stack = build_stack(volume, Masks(labels > 0, labels == 2), analysis, key)
     row = WorklistRow(series_key="1.2.3", series_instance_uid="1.2.3", study_instance_uid="1.2",
                       status="ok", score=0.92, flagged=True, rank=1, pancreas_found=True)

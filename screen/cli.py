@@ -60,6 +60,12 @@ class Precision(str, Enum):
     fp16 = "fp16"
     int8 = "int8"
 
+
+class Transit(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    float16 = "float16"
+
 # Options of a PACS sweep (an ARCHIVES argument of dicomweb+https://HOST/PATH).
 SinceOption = Annotated[str | None, typer.Option(
     "--since", help="PACS: studies from this StudyDate on (YYYYMMDD).", show_default=False)]
@@ -249,6 +255,10 @@ def scan_command(
     gpu_batch: Annotated[int | None, typer.Option(
         "--gpu-batch", min=1, help="Most network inputs a GPU runs at once, across series "
         "(default: as many as half its free memory holds).")] = None,
+    gpu_transit: Annotated[Transit, typer.Option(
+        "--gpu-transit", help="What network inputs and outputs travel as between CPU and GPU "
+        "workers (auto: float16 where the networks run in fp16 or int8 on the GPU, else "
+        "float32).")] = Transit.auto,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Use a running Dask cluster, e.g. tls://10.0.0.5:8786.")] = None,
     scheduler_security: Annotated[Path | None, typer.Option(
@@ -359,7 +369,7 @@ def scan_command(
                           pseudonymize_key=pseudonymize_key,
                           follow_links=follow_links, pacs=pacs,
                           store_results=target, since_last_run=since_last_run,
-                          gpu_batch=gpu_batch)
+                          gpu_batch=gpu_batch, gpu_transit=gpu_transit.value)
     try:
         with _scan_progress() as progress:
             summary = scan(roots, out, inventory=inventory, errors=errors, options=options,

@@ -211,8 +211,8 @@ class InferenceServices:
         return tuple(f.result().stats().result() for f in self.futures)
 
 
-def start_inference_services(client: Client, spec: DetectorSpec,
-                             max_batch: int | None = None) -> InferenceServices:
+def start_inference_services(client: Client, spec: DetectorSpec, max_batch: int | None = None,
+                             transit: str = "auto") -> InferenceServices:
     """One inference service on each GPU worker of the cluster (none without GPU workers)."""
     from screen.backends.service import InferenceService, ServiceHandle, ServiceSpec
 
@@ -224,7 +224,8 @@ def start_inference_services(client: Client, spec: DetectorSpec,
     # On a CPU standing in for a GPU the service runs as many networks at once as the CPU
     # workers it serves would have run themselves, each with the same threads.
     service = ServiceSpec(spec.backend, spec.precision, spec.cpu_threads,
-                          cpu_concurrency=max(1, cpu_workers // len(gpus)), max_batch=max_batch)
+                          cpu_concurrency=max(1, cpu_workers // len(gpus)), max_batch=max_batch,
+                          transit=transit)
     futures = tuple(
         client.submit(InferenceService, service, actor=True, workers=[address],
                       resources={"GPU": 1}, allow_other_workers=False,

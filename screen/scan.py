@@ -99,6 +99,14 @@ class ScanOptions:
     store_results: StoreTarget | None = None  # send flagged series' SR and SEG here
     since_last_run: bool = False  # PACS: only studies new or changed since the last sweep
     gpu_batch: int | None = None  # samples per network batch on a GPU; None: from its memory
+    gpu_transit: str = "auto"  # what network inputs and outputs cross to a GPU worker as
+
+    def __post_init__(self) -> None:
+        from screen.backends.service import TRANSITS
+
+        if self.gpu_transit not in TRANSITS:
+            raise ValueError(f"gpu_transit must be one of {', '.join(TRANSITS)}, got "
+                             f"{self.gpu_transit!r}")
 
 
 @dataclass
@@ -203,7 +211,7 @@ def _scan_locked(roots: Sequence[Path], out: Path, inventory: Path, errors: Path
         dashboard = None if options.scheduler else client.dashboard_link
         progress.on_cluster(dashboard or options.scheduler or "")
         on_cpu = cpu_resources(client)  # where series are read and prepared
-        services = start_inference_services(client, spec, options.gpu_batch)
+        services = start_inference_services(client, spec, options.gpu_batch, options.gpu_transit)
         client.register_plugin(DetectorPlugin(spec, services.handles))
         _check_detector(client, spec, on_cpu)  # again, on the cluster: before any series
         if indexed is None:

@@ -85,11 +85,14 @@ def test_scan_backend_and_precision_are_choices(tmp_path: Path) -> None:
     # Issue reproduction: --backend cuda-magic and --precision fp8 were taken, and every series
     # became an error row, with exit status 0.
     from screen.backends import PRECISIONS, names
-    from screen.cli import Backend, Precision
+    from screen.backends.service import TRANSITS
+    from screen.cli import Backend, Precision, Transit
 
     assert [b.value for b in Backend] == ["auto", *names()]
     assert [p.value for p in Precision] == list(PRECISIONS)
-    for option, value in (("--backend", "cuda-magic"), ("--precision", "fp8")):
+    assert [t.value for t in Transit] == list(TRANSITS)
+    for option, value in (("--backend", "cuda-magic"), ("--precision", "fp8"),
+                          ("--gpu-transit", "int4")):
         result = runner.invoke(app, ["scan", str(tmp_path), option, value,
                                      "--out", str(tmp_path / "w.parquet")])
         assert result.exit_code == 2

@@ -8,6 +8,9 @@ the runner CPU workers use in place of a network of their own.
 
 Only network inputs and outputs cross, never a volume. A runner's callers (the bundled
 detector, nnU-Net's sliding window) cannot tell a :class:`RemoteRunner` from a local one.
+A caller that keeps only part of the outputs (:mod:`screen.backends.outputs`: a mask, one
+channel) gets only that part back: the service reduces each request's outputs, and sends
+masks as bits.
 
 The service is a Dask actor. Requests wait on its event loop; a batch starts whenever a slot
 is free (``ServiceSpec.gpu_streams`` CUDA streams on a GPU, ``cpu_concurrency`` threads on a
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from screen.backends.base import PRECISIONS, check_input
+from screen.backends.outputs import Kept, PackedMask, keep
 
 if TYPE_CHECKING:
     from screen.backends.base import Runner
@@ -115,6 +119,7 @@ class ServiceStats:
 @dataclass(slots=True, eq=False)
 class _Request:
     x: np.ndarray
+    kept: tuple[Kept, ...] | None  # None: the outputs whole
     done: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
 
@@ -180,21 +185,23 @@ class InferenceService:
             self._threads, self._runner, package, network)
         return self._served(runner)
 
-    async def run(self, package: str, network: str, x: np.ndarray) -> np.ndarray:
-        """The network's outputs for ``x`` (N, 1, K, J, I), in the transit dtype."""
+    async def run(self, package: str, network: str, x: np.ndarray,
+                  kept: tuple[Kept, ...] | None = None) -> Transit | tuple[Transit, ...]:
+        """The network's outputs for ``x`` (N, 1, K, J, I) in the transit dtype; with
+        ``kept``, only what it asks for, masks packed into bits."""
         if not isinstance(x, np.ndarray) or x.ndim != 5:
             raise ValueError(f"network input must be an array of shape (N, 1, K, J, I), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         if (package, network) not in self._runners:
             await self.describe(package, network)
-        request = _Request(x, asyncio.get_running_loop().create_future())
+        request = _Request(x, kept, asyncio.get_running_loop().create_future())
         self._queues.setdefault((package, network, x.shape[1:], x.dtype.str), deque()).append(
             request)
         self._stats["requests"] += 1
         self._stats["bytes_in"] += x.nbytes
         self._dispatch()
         out = await request.done
-        self._stats["bytes_out"] += out.nbytes
+        self._stats["bytes_out"] += sum(o.nbytes for o in out) if kept is not None else out.nbytes
         return out
 
     async def stats(self) -> ServiceStats:
@@ -257,36 +264,54 @@ class InferenceService:
             while queue and sum(r.x.shape[0] for r in batch) + queue[0].x.shape[0] <= limit:
                 batch.append(queue.popleft())
             self._busy += 1
-            work = loop.run_in_executor(self._threads, self._run_batch, runner,
-                                        [r.x for r in batch])
+            work = loop.run_in_executor(self._threads, self._run_batch, runner, batch)
             work.add_done_callback(lambda done, batch=batch: self._finished(done, batch))
 
-    def _run_batch(self, runner: Runner, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    def _run_batch(self, runner: Runner, batch: Sequence[_Request]) -> tuple[list, float]:
+        """Each request's outputs, as they cross back, and the seconds it took."""
         start = time.perf_counter()
-        x = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
-        out = runner.run(x).astype(self._served(runner).transit, copy=False)
-        return out, time.perf_counter() - start
+        x = batch[0].x if len(batch) == 1 else np.concatenate([r.x for r in batch])
+        out = runner.run(x)
+        dtype = self._served(runner).transit
+        outputs, first = [], 0
+        for request in batch:
+            mine = out[first:first + request.x.shape[0]]
+            first += request.x.shape[0]
+            if request.kept is None:
+                outputs.append(mine.astype(dtype, copy=False))
+            else:
+                outputs.append(tuple(_transit(k, dtype) for k in keep(mine, request.kept)))
+        return outputs, time.perf_counter() - start
 
     def _finished(self, done: asyncio.Future, batch: list[_Request]) -> None:
         self._busy -= 1
         error = done.exception()
         if error is None:
-            (out, seconds), start = done.result(), 0
+            outputs, seconds = done.result()
             self._stats["busy_seconds"] += seconds
             self._stats["batches"] += 1
             samples = sum(r.x.shape[0] for r in batch)
             self._stats["samples"] += samples
             self._stats["largest_batch"] = max(self._stats["largest_batch"], samples)
-            for request in batch:
-                n = request.x.shape[0]
+            for request, out in zip(batch, outputs):
                 if not request.done.done():  # a caller gone does not stop the others
-                    request.done.set_result(out[start:start + n])
-                start += n
+                    request.done.set_result(out)
         else:
             for request in batch:
                 if not request.done.done():
                     request.done.set_exception(error)
         self._dispatch()
+
+
+Transit = np.ndarray | PackedMask  # what crosses back: floats in the transit dtype, or bits
+
+
+def _transit(kept: np.ndarray, dtype: np.dtype) -> Transit:
+    return PackedMask.of(kept) if kept.dtype == np.bool_ else kept.astype(dtype, copy=False)
+
+
+def _arrived(kept: Transit) -> np.ndarray:
+    return kept.unpack() if isinstance(kept, PackedMask) else np.asarray(kept, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +364,13 @@ class RemoteRunner:
         self.device = served.device
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(x, self._multiple).astype(self._transit, copy=False)
-        out = self._service.call("run", self._package, self._network, x)
-        return np.asarray(out, dtype=np.float32)
+        return _arrived(self._service.call("run", self._package, self._network, self._input(x)))
+
+    def run_keeping(self, x: np.ndarray, kept: tuple[Kept, ...]) -> tuple[np.ndarray, ...]:
+        """Only ``kept`` of the outputs, reduced by the service: see
+        :func:`screen.backends.outputs.run_keeping`."""
+        out = self._service.call("run", self._package, self._network, self._input(x), kept)
+        return tuple(_arrived(o) for o in out)
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        return check_input(x, self._multiple).astype(self._transit, copy=False)

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from screen.backends import Runner, load_runner
+from screen.backends.outputs import Above, Channels, Winning, run_keeping
 from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along
 from screen.detect.preprocess import Grid, body_grid, box_grid, gland_hu, resample
 from screen.model.card import ModelCard, NetworkCard
@@ -89,7 +90,7 @@ class Analysis:
     features: Mapping[str, float]
     locate_grid: Grid
     segment_grid: Grid | None
-    probabilities: np.ndarray | None  # (C, K, J, I) on segment_grid
+    lesion_probability: np.ndarray | None  # (K, J, I) on segment_grid, as the network gave it
     pancreas_mask: np.ndarray | None  # bool on segment_grid
     gland_hu: float | None = None  # the gland's HU the segmenter's window was placed from
     seconds: Mapping[str, float] = field(default_factory=dict)  # preprocess, inference, postprocess
@@ -121,9 +122,9 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _coarse_gland(prob: np.ndarray, threshold: float) -> np.ndarray | None:
-    mask = (prob[1] + prob[2]) > threshold
-    return largest(mask) if mask.any() else None
+def _gland(threshold: float) -> Above:
+    """Pancreas or lesion, the bundled networks' channels 1 and 2, at the card's threshold."""
+    return Above((1, 2), threshold)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -135,7 +136,8 @@ class _Progress:
     gland: np.ndarray | None = None  # bool on the coarse grid
     fine: Grid | None = None  # the box the segmenting network looks at
     reference: float | None = None  # the gland's HU its window is placed from
-    prob: np.ndarray | None = None  # (C, K, J, I) on the fine grid
+    above: np.ndarray | None = None  # bool on the fine grid: pancreas or lesion, all regions
+    lesion: np.ndarray | None = None  # the lesion channel on the fine grid
 
 
 class _Clock:
@@ -157,9 +159,10 @@ def _locate(volume: Volume, detector: Detector, network: NetworkCard, done: _Pro
     coarse_hu = resample(volume.hu, coarse)
     x = network.normalise(coarse_hu)[None, None]
     clock.lap("preprocess")
-    prob = detector.runners[network.name].run(x)[0]
+    (above,) = run_keeping(detector.runners[network.name], x,
+                           (_gland(detector.card.postprocess.pancreas_probability),))
     clock.lap("inference")
-    gland = _coarse_gland(prob, detector.card.postprocess.pancreas_probability)
+    gland = largest(above[0]) if above.any() else None
     return replace(done, coarse=coarse, coarse_hu=coarse_hu, gland=gland)
 
 
@@ -179,24 +182,26 @@ def _segment(volume: Volume, detector: Detector, network: NetworkCard, done: _Pr
              clock: _Clock) -> _Progress:
     fine_hu = resample(volume.hu, done.fine)  # kept for a second look
 
-    def look(reference: float | None) -> np.ndarray:
+    def look(reference: float | None, *kept: Above | Channels | Winning) -> list[np.ndarray]:
         x = network.normalise(fine_hu, reference)[None, None]
         clock.lap("preprocess")
-        prob = detector.runners[network.name].run(x)[0]
+        out = run_keeping(detector.runners[network.name], x, kept)
         clock.lap("inference")
-        return prob
+        return [o[0] for o in out]
 
     reference = done.reference
-    prob = look(reference)
     if network.window_relative_to == "gland":
         # The coarse mask's HU strays from the parenchyma's: it mixes in neighbours (bright
         # veins in the portal phase) and any lesion. Look again, windowed from the gland the
-        # segmenter itself marked, lesions left out.
-        parenchyma = gland_hu(fine_hu, np.argmax(prob, axis=0) == 1)
-        if parenchyma is not None:
-            reference = parenchyma
-            prob = look(reference)
-    return replace(done, reference=reference, prob=prob)
+        # segmenter itself marked (channel 1), lesions left out. Without one, the second look
+        # is the first again.
+        (parenchyma,) = look(reference, Winning(1))
+        measured = gland_hu(fine_hu, parenchyma)
+        if measured is not None:
+            reference = measured
+    above, lesion = look(reference, _gland(detector.card.postprocess.pancreas_probability),
+                         Channels((2,)))
+    return replace(done, reference=reference, above=above, lesion=lesion[0])
 
 
 # The card's recipe names the steps; each is one of these (checked when the card is read).
@@ -220,22 +225,23 @@ def analyse(volume: Volume, detector: Detector) -> Analysis:
             detection = Detection(card.calibration.score(features), False, 0.0)
             clock.lap("postprocess")
             return Analysis(detection, features, done.coarse, None, None, None, seconds=clock.seconds)
-    analysis = _findings(volume, card, done.coarse, done.fine, done.prob)
+    analysis = _findings(volume, card, done.coarse, done.fine, done.above, done.lesion)
     clock.lap("postprocess")
     return replace(analysis, gland_hu=done.reference, seconds=clock.seconds)
 
 
-def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: np.ndarray) -> Analysis:
+def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, above: np.ndarray,
+              lesion: np.ndarray) -> Analysis:
     post = card.postprocess
     spacing = card.segment.spacing_kji
     voxel_mm3 = float(np.prod(spacing))
-    pancreas = largest((prob[1] + prob[2]) > post.pancreas_probability)
+    pancreas = largest(above)
     pancreas_ml = float(pancreas.sum()) * voxel_mm3 / 1000.0
     found = pancreas_ml >= post.min_pancreas_ml
 
     # Lesions count only in or against the gland: the segmenter's view extends past it.
     near = ndimage.binary_dilation(pancreas, iterations=2) if found else np.ones_like(pancreas)
-    lesion_prob = np.where(near, prob[2], 0.0)
+    lesion_prob = np.where(near, lesion, 0.0)
     candidates = [
         c for c in components(lesion_prob > post.lesion_probability, lesion_prob)
         if c.size * voxel_mm3 >= post.min_lesion_mm3
@@ -262,7 +268,7 @@ def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, prob: n
         lesion_center_lps=centre_lps, lesion_diameter_mm=diameter,  # type: ignore[arg-type]
         lesion_location=location if isinstance(location, Location) else None, key_slice=key,
     )
-    return Analysis(detection, features, coarse, fine, prob, pancreas,
+    return Analysis(detection, features, coarse, fine, lesion, pancreas,
                     lesion=best.voxels if best is not None else None)
 
 

@@ -25,18 +25,12 @@ def analyse_imported(volume: Volume, model: NnunetModel):
     outcome = recipe.run(model, volume)
     inference = time.perf_counter() - start
     detection, pancreas = outcome.detection, outcome.pancreas
-    # Downstream (review images, DICOM SEG) reads background, pancreas, lesion in that order,
-    # on the volume grid: made from the crop's maps one channel at a time, never all classes.
-    three = np.zeros((3, *volume.hu.shape), np.float32)
-    three[0] = 1.0
-    inside = three[(slice(None), *outcome.box)]
-    for c, label in ((1, card.pancreas_label), (2, card.lesion_label)):
-        if label:
-            inside[c] = outcome.box_probabilities[card.index(label)]
-    np.subtract(inside[0], inside[2], out=inside[0])  # 1 - lesion - gland, in that order
-    np.subtract(inside[0], inside[1], out=inside[0])
-    np.clip(inside[0], 0, 1, out=inside[0])
+    # Review images and the gate read the lesion's probability on the volume grid: the crop's
+    # map of the lesion class, zero outside the crop.
+    lesion = np.zeros(volume.hu.shape, np.float32)
+    if card.lesion_label:
+        lesion[outcome.box] = outcome.box_probabilities[card.index(card.lesion_label)]
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(volume.hu.shape))
     seconds = {"inference": inference}
-    return Analysis(detection, {"lesion_peak": detection.score}, grid, grid, three, pancreas,
+    return Analysis(detection, {"lesion_peak": detection.score}, grid, grid, lesion, pancreas,
                     seconds=seconds, lesion=outcome.lesion)

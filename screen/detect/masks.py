@@ -18,7 +18,6 @@ from screen.records import Volume
 
 logger = logging.getLogger(__name__)
 
-LESION_CHANNEL = 2
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -92,9 +92,9 @@ class GateReport:
 
 
 def _lesion_mask(analysis: Analysis, volume: Volume, threshold: float) -> np.ndarray:
-    if analysis.probabilities is None or analysis.segment_grid is None:
+    if analysis.lesion_probability is None or analysis.segment_grid is None:
         return np.zeros(volume.hu.shape, dtype=bool)
-    fine = (analysis.probabilities[2] > threshold).astype(np.uint8)
+    fine = (analysis.lesion_probability > threshold).astype(np.uint8)
     return to_volume_labels(fine, analysis.segment_grid, volume.hu.shape).astype(bool)
 
 

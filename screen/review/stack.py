@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from screen.atomic import write_bytes_atomic
 from screen.detect.detector import Analysis
-from screen.detect.masks import LESION_CHANNEL, Masks
+from screen.detect.masks import Masks
 from screen.detect.postprocess import location_along
 from screen.records import Volume
 
@@ -189,10 +189,10 @@ def _fit(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def _peak(volume: Volume, analysis: Analysis, chosen: list[int]) -> Peak | None:
-    grid, prob = analysis.segment_grid, analysis.probabilities
-    if grid is None or prob is None:
+    grid, lesion = analysis.segment_grid, analysis.lesion_probability
+    if grid is None or lesion is None:
         return None
-    lesion = np.asarray(prob[LESION_CHANNEL], dtype=np.float32)
+    lesion = np.asarray(lesion, dtype=np.float32)
     gland = analysis.pancreas_mask
     if gland is not None and np.asarray(gland).any():
         # As the detector counts lesions: only in or against the gland.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from screen.backends import load_runner
+from screen.backends.outputs import Above, Channels, PackedMask, run_keeping
 from screen.backends.service import InferenceService, ServiceSpec, transit_dtype
 
 
@@ -41,6 +42,38 @@ def test_many_callers_at_once_get_what_the_network_gives_each_alone(package) -> 
     assert stats.bytes_in == sum(x.nbytes for _, x in requests)
     assert stats.bytes_out == sum(o.nbytes for o in outs) == 3 * stats.bytes_in
     assert stats.device == "cpu" and stats.busy_seconds > 0
+
+
+def test_a_caller_keeping_part_of_the_outputs_gets_only_that_and_as_from_a_local_runner(
+        package) -> None:
+    service = InferenceService(ServiceSpec(backend="onnxruntime", cpu_threads=1))
+    x = _inputs(1, (32, 40, 48))[0]
+    kept = (Above((1, 2), 0.5), Channels((2,)))
+    mask, lesion = asyncio.run(service.run(str(package.path), "segment", x, kept))
+    stats = asyncio.run(service.stats())
+
+    local = run_keeping(load_runner(package, "segment", "onnxruntime", local=True), x, kept)
+    assert isinstance(mask, PackedMask)
+    np.testing.assert_array_equal(mask.unpack(), local[0])
+    np.testing.assert_array_equal(lesion, local[1])
+    # Bits for the mask, one float channel: a sixth of the three float32 maps sent whole.
+    voxels = 32 * 40 * 48
+    assert stats.bytes_out == voxels // 8 + 4 * voxels
+
+
+def test_float16_transit_sends_kept_channels_as_float16_and_masks_from_full_precision(
+        package) -> None:
+    service = InferenceService(ServiceSpec(backend="onnxruntime", cpu_threads=1,
+                                           transit="float16"))
+    x = _inputs(1, (32, 32, 32))[0]
+    kept = (Above((1, 2), 0.5), Channels((2,)))
+    mask, lesion = asyncio.run(service.run(str(package.path), "segment", x.astype(np.float16),
+                                           kept))
+    out = load_runner(package, "segment", "onnxruntime", local=True).run(
+        x.astype(np.float16).astype(np.float32))
+    assert lesion.dtype == np.float16
+    np.testing.assert_allclose(lesion.astype(np.float32), out[:, 2:3], atol=2.5e-4)
+    np.testing.assert_array_equal(mask.unpack(), (out[:, 1] + out[:, 2]) > 0.5)
 
 
 def test_a_failing_network_fails_its_callers_only(package) -> None:

@@ -163,7 +163,8 @@ def test_the_score_weighs_a_lesion_sized_cube_of_probability_not_one_voxel():
         middle = tuple(slice(n // 4, 3 * n // 4) for n in fine.shape)
         prob[(1, *middle)], prob[(0, *middle)] = 1.0, 0.0  # a gland in the middle of the box
         prob[(2, *lesion)], prob[(1, *lesion)] = 0.99, 0.01
-        return _findings(volume, CARD, coarse, fine, prob).features
+        gland = (prob[1] + prob[2]) > CARD.postprocess.pancreas_probability
+        return _findings(volume, CARD, coarse, fine, gland, prob[2]).features
 
     k, j, i = (n // 2 for n in fine.shape)
     lone = features((slice(k, k + 1), slice(j, j + 1), slice(i, i + 1)))

@@ -149,8 +149,8 @@ def test_source_frames_follow_the_instances(lesion_case) -> None:
 def test_seg_refuses_a_volume_without_a_pancreas(tmp_path: Path, lesion_case) -> None:
     from dataclasses import replace
 
-    empty = replace(lesion_case.analysis, segment_grid=None, pancreas_mask=None, probabilities=None,
-                    lesion=None)
+    empty = replace(lesion_case.analysis, segment_grid=None, pancreas_mask=None,
+                    lesion_probability=None, lesion=None)
     with pytest.raises(ValueError, match="found no pancreas to segment"):
         write_seg(tmp_path, lesion_case.series, lesion_case.volume, empty)
 

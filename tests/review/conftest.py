@@ -1,8 +1,8 @@
 """A real DICOM series with a lesion, and a detector-like Analysis built from its truth labels.
 
 The archive writer renders each abdominal series from a phantom and saves its label volume,
-so the Analysis here has exactly the shape the detector gives (probabilities on a grid of its
-own, coarser than the volume) without depending on a trained model.
+so the Analysis here has exactly the shape the detector gives (a lesion probability on a grid
+of its own, coarser than the volume) without depending on a trained model.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def analysis_from_labels(labels: np.ndarray, detection: Detection) -> Analysis:
     shape = tuple(math.ceil(n / GRID_STEP) for n in labels.shape)
     grid = Grid((0.0, 0.0, 0.0), (GRID_STEP,) * 3, shape)
     on_grid = resample_labels(labels, grid)
-    probabilities = np.stack([(on_grid == c).astype(np.float32) for c in range(3)])
+    lesion_probability = (on_grid == 2).astype(np.float32)
     # The truth's lesion is the region reported, as a detector hands over the one it measured.
     lesion = np.argwhere(on_grid == 2) if detection.lesion_center_lps is not None else None
     return Analysis(detection=detection, features={}, locate_grid=grid, segment_grid=grid,
-                    probabilities=probabilities, pancreas_mask=on_grid > 0, lesion=lesion)
+                    lesion_probability=lesion_probability, pancreas_mask=on_grid > 0, lesion=lesion)
 
 
 def _case(out: Path, lesion: bool) -> Case:

@@ -76,11 +76,11 @@ def test_a_flag_without_a_lesion_candidate_says_where_the_probability_peaks(clea
     analysis = clean_case.analysis
     masks = volume_masks(clean_case.volume, analysis)
     # A faint spot in the gland: below the lesion threshold, so no candidate, but highest.
-    probabilities = analysis.probabilities.copy()
+    lesion_probability = analysis.lesion_probability.copy()
     spot = tuple(np.argwhere(analysis.pancreas_mask)[len(np.argwhere(analysis.pancreas_mask)) // 2])
-    probabilities[2][spot] = 0.37
+    lesion_probability[spot] = 0.37
     faint = type(analysis)(analysis.detection, analysis.features, analysis.locate_grid,
-                           analysis.segment_grid, probabilities, analysis.pancreas_mask)
+                           analysis.segment_grid, lesion_probability, analysis.pancreas_mask)
     k, _, _ = key_point(clean_case.volume, analysis.detection, masks)
     stack = build_stack(clean_case.volume, masks, faint, int(k))
     assert stack.peak is not None and stack.peak.probability == pytest.approx(0.37)
