@@ -41,9 +41,10 @@ def tensorrt_version() -> tuple[str | None, str]:
 
 
 def _gpus() -> tuple[tuple[Gpu, ...], str]:
-    from screen.gpus import find_gpus
+    """The GPUs this process can run on, in CUDA's order: the n-th is ``cuda:n``."""
+    from screen.gpus import cuda_gpus
 
-    return find_gpus()
+    return cuda_gpus()
 
 
 def is_available() -> tuple[bool, str]:
@@ -66,11 +67,11 @@ def auto_device(package: ModelPackage | None) -> tuple[str | None, str]:
         return None, "no model package to look for plans of"
     version, _ = tensorrt_version()
     gpus, why = _gpus()
-    for gpu in gpus:
+    for n, gpu in enumerate(gpus):
         for precision in ("int8", "fp16", "fp32"):
-            if all(find_artifacts(package, n, precision, "plan", gpu=gpu, tensorrt_version=version)
-                   for n in package.card.networks):
-                return f"cuda:{gpu.index}", f"tensorrt {precision} plans for {gpu.name}"
+            if all(find_artifacts(package, net, precision, "plan", gpu=gpu,
+                                  tensorrt_version=version) for net in package.card.networks):
+                return f"cuda:{n}", f"tensorrt {precision} plans for {gpu.name}"
     return None, f"no TensorRT plan of {package.card.name} for this GPU" if gpus else why
 
 
@@ -158,9 +159,9 @@ def load(package: ModelPackage, network: str, precision: str = "fp32", device: s
         raise ValueError(f"tensorrt runs on 'cuda[:N]', not {device!r}")
     index = int(device.split(":")[1]) if ":" in device else 0
     gpus, why = _gpus()
-    gpu = next((g for g in gpus if g.index == index), None)
-    if gpu is None:
-        raise ValueError(f"no GPU {index} for tensorrt: {why}")
+    if index >= len(gpus):
+        raise ValueError(f"no GPU {device} for tensorrt: {why}")
+    gpu = gpus[index]
     version, why = tensorrt_version()
     if version is None:
         raise ValueError(why)
