@@ -20,6 +20,12 @@
    fp16, bf16, channels-last-3D, torch.compile with CUDA graphs): seconds per patch and
    logits against ONNX Runtime on the CPU.
 
+4. JPEG 2000, the costliest common transfer syntax: slices of that CT encoded lossless, decoded
+   on the CPU (OpenJPEG, as pydicom's plugin runs it, one thread per core) and, where NVIDIA's
+   nvImageCodec is installed, on the GPU in batches: slices per second each, and whether the
+   GPU's are the same pixels. `screen` decodes on the CPU; this says whether a GPU decoder
+   would pay on this machine.
+
 Writes out/bench/gpu.json. Without a CUDA device it says so and exits 0.
 """
 
@@ -202,6 +208,43 @@ def read_rate(archive: Path, series: int, threads: int) -> dict[str, float]:
             "series_per_second": round(series / seconds, 1), "threads": threads}
 
 
+def jpeg2000(slices: list[np.ndarray], threads: int, batch: int = 32) -> dict[str, object]:
+    """Lossless JPEG 2000 slices decoded on the CPU and, with nvImageCodec, on the GPU."""
+    import openjpeg
+
+    streams = [openjpeg.encode(np.ascontiguousarray(s)) for s in slices]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(openjpeg.decode, streams[:threads]))  # warm
+        start = time.perf_counter()
+        cpu = list(pool.map(openjpeg.decode, streams))
+        cpu_seconds = time.perf_counter() - start
+    numbers: dict[str, object] = {
+        "slices": len(streams), "mib_compressed": round(sum(map(len, streams)) / 2**20, 1),
+        "cpu_slices_per_second": round(len(streams) / cpu_seconds, 1), "cpu_threads": threads,
+        "cpu_exact": all(np.array_equal(a, b) for a, b in zip(cpu, slices))}
+    try:
+        from nvidia import nvimgcodec
+    except ImportError:
+        numbers["gpu"] = "nvImageCodec is not installed (pip install nvidia-nvimgcodec-cu12)"
+        return numbers
+    try:
+        decoder = nvimgcodec.Decoder()
+        decoder.decode(streams[:batch])  # warm: its first call sets up the codec
+        start = time.perf_counter()
+        gpu = []
+        for first in range(0, len(streams), batch):
+            gpu += [np.asarray(image.cpu()) for image in decoder.decode(streams[first:first + batch])]
+        gpu_seconds = time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - a codec that cannot run here is the finding
+        numbers["gpu"] = f"nvImageCodec failed: {exc}"
+        return numbers
+    numbers.update({
+        "gpu_slices_per_second": round(len(streams) / gpu_seconds, 1), "gpu_batch": batch,
+        "gpu_exact": all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(gpu, slices)),
+        "gpu_over_cpu": round(cpu_seconds / gpu_seconds, 2)})
+    return numbers
+
+
 def sweep(archive: Path, name: str, options) -> dict[str, object]:
     from screen.scan import scan
 
@@ -329,6 +372,7 @@ def main() -> None:
         return
     from screen.model.package import find_package
     from screen.scan import ScanOptions
+    from screen.synth.phantom import render, sample_spec
 
     package = find_package("pancreas-phantom-v1")
     import torch
@@ -348,6 +392,9 @@ def main() -> None:
     numbers["scan_with_gpu"]["goal_series_per_second"] = min(20.0, bound)
     numbers["scan_with_gpu"]["goal_bound_by"] = "storage read rate" if bound < 20 else "20/s"
     numbers["panorama"] = panorama(args.skip_panorama, not args.skip_compile)
+    slices = list(render(sample_spec(np.random.default_rng(7)), shape_kji=(64, *SHAPE[1:]),
+                         spacing_kji=SPACING).hu.astype(np.int16))
+    numbers["jpeg2000"] = jpeg2000(slices, threads=cores)
     save("gpu", numbers)
 
 
