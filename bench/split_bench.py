@@ -11,7 +11,7 @@ sweep, their start-up left out: on a machine shared with other work, what the sp
 The service counts the bytes of network inputs and outputs that crossed to and from it; per
 series is over the series whose networks ran. A CPU stand-in sends float32 by default (rows bit
 for bit those of the unsplit sweep); each round also runs the split sweep with float16 transit,
-what a GPU running fp16 or int8 sends, and reports how far its scores move from the unsplit
+what a GPU sends, and reports how far its scores move from the unsplit
 ones.
 Writes out/bench/split.json.
 """

@@ -257,8 +257,8 @@ def scan_command(
         "(default: as many as half its free memory holds).")] = None,
     gpu_transit: Annotated[Transit, typer.Option(
         "--gpu-transit", help="What network inputs and outputs travel as between CPU and GPU "
-        "workers (auto: float16 where the networks run in fp16 or int8 on the GPU, else "
-        "float32).")] = Transit.auto,
+        "workers (auto: float16 to and from a GPU, float32 from a CPU standing in for "
+        "one).")] = Transit.auto,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Use a running Dask cluster, e.g. tls://10.0.0.5:8786.")] = None,
     scheduler_security: Annotated[Path | None, typer.Option(

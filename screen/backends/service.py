@@ -23,12 +23,13 @@ bundled detector's whole-body and box inputs (a size per series, and ONNX networ
 outputs differ from each input's alone in the last bits (1.2e-7 with torch), where a CPU
 stand-in should give exactly the rows of a sweep without a service.
 
-What crosses is float32 unless the network itself runs in fp16 or int8 on a GPU: its own
-arithmetic is then no finer than fp16 (autocast casts the input at the first layer), so fp16
-inputs cost nothing, and fp16 outputs move probabilities by at most 2.4e-4 (half a step of
-fp16 below 1; logits by a relative 4.9e-4, as nnU-Net's own float16 sums do), well inside
-the tolerance fp16 already has. A CPU stand-in sends float32 and
-thus gives bit for bit the rows of a sweep without a service.
+What crosses to and from a GPU is float16: a network on a GPU computes no finer than that
+(in fp16 or int8, autocast casts the input at the first layer; in fp32, cuDNN and TensorRT
+multiply in TF32 by default, whose 11 significant bits are fp16's), so fp16 inputs cost
+nothing, and fp16 outputs move probabilities by at most 2.4e-4 (half a step of fp16 below 1;
+logits by a relative 4.9e-4, as nnU-Net's own float16 sums do), inside the tolerance the GPU
+already has. A CPU stand-in sends float32 and thus gives bit for bit the rows of a sweep
+without a service. ``ServiceSpec.transit`` (``scan --gpu-transit``) overrides either.
 """
 
 from __future__ import annotations
@@ -124,10 +125,9 @@ class _Request:
     arrived: float = field(default_factory=time.monotonic)
 
 
-def transit_dtype(transit: str, device: str, precision: str) -> np.dtype:
+def transit_dtype(transit: str, device: str) -> np.dtype:
     if transit == "auto":
-        coarse = device.startswith("cuda") and precision in ("fp16", "int8")
-        return np.dtype(np.float16 if coarse else np.float32)
+        return np.dtype(np.float16 if device.startswith("cuda") else np.float32)
     return np.dtype(transit)
 
 
@@ -243,7 +243,7 @@ class InferenceService:
         return 1 if compiled else self.spec.gpu_streams
 
     def _served(self, runner: Runner) -> ServedNetwork:
-        dtype = transit_dtype(self.spec.transit, runner.device, runner.precision)
+        dtype = transit_dtype(self.spec.transit, runner.device)
         return ServedNetwork(runner.name, runner.precision, runner.device, dtype.name)
 
     def _dispatch(self) -> None:

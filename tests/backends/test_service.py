@@ -91,12 +91,11 @@ def test_a_failing_network_fails_its_callers_only(package) -> None:
     assert isinstance(fine, np.ndarray) and fine.shape == (1, 3, 32, 32, 32)
 
 
-def test_only_a_network_running_coarser_than_fp16_on_a_gpu_sends_fp16() -> None:
-    assert transit_dtype("auto", "cuda:0", "fp16") == np.float16
-    assert transit_dtype("auto", "cuda:0", "int8") == np.float16
-    assert transit_dtype("auto", "cuda:0", "fp32") == np.float32
-    assert transit_dtype("auto", "cpu", "fp32") == np.float32
-    assert transit_dtype("float16", "cpu", "fp32") == np.float16
+def test_a_gpu_sends_fp16_and_a_cpu_float32_unless_told() -> None:
+    assert transit_dtype("auto", "cuda:0") == np.float16
+    assert transit_dtype("auto", "cpu") == np.float32
+    assert transit_dtype("float16", "cpu") == np.float16
+    assert transit_dtype("float32", "cuda:1") == np.float32
 
 
 def test_bad_settings_are_refused_when_made() -> None:

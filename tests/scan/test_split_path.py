@@ -63,6 +63,8 @@ def test_networks_apart_from_everything_else_change_no_row(small_archive: Path,
     assert service.batches == service.requests  # a CPU runs each request as it came
     mib = (service.bytes_in + service.bytes_out) / 2**20
     assert 0 < mib / len(rows) < 32  # a look's inputs and outputs, never a volume
+    # What the findings keep comes back (masks as bits, the lesion channel), not three maps.
+    assert service.bytes_out < service.bytes_in
 
 
 def test_a_cluster_of_gpu_workers_alone_is_refused_before_any_work(small_archive: Path,
