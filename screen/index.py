@@ -20,7 +20,9 @@ from screen import paths, tables
 from screen.header_reading import default_workers, read_headers
 from screen.instance_columns import InstanceColumns, SeriesInstances
 from screen.inventory import (
-    errors_table,
+    INVENTORY_SCHEMA,
+    error_rows,
+    inventory_rows,
     inventory_table,
     observe_identity,
     private_provenance,
@@ -193,16 +195,25 @@ def write_outputs(result: IndexResult, inventory: Path, errors: Path, *,
     extra: dict[str, object] = {"rules": rules.source,
                                 "archives": [paths.to_text(os.path.abspath(r)) for r in roots],
                                 "files_found": result.files_found}
-    inv, err = inventory_table(result.entries), errors_table(result.errors)
+    # Batch by batch, so that the rows (every file's path and UID) are never all held at once.
+    def inv() -> Iterator:
+        return tables.batches_of(inventory_rows(result.entries), INVENTORY_SCHEMA)
+
+    def err() -> Iterator:
+        return tables.batches_of(error_rows(result.errors), tables.ERRORS_SCHEMA)
+
     if pseudonymizer is not None:
         for entry in result.entries:
             observe_identity(pseudonymizer, entry.series)
-        # The inventory first: it teaches the pseudonymizer the identifiers that paths hold.
-        inv = pseudonymizer.pseudonymize_table(inv)
-        err = pseudonymizer.pseudonymize_table(err)
         extra = private_provenance(extra, pseudonymizer)
-    tables.write_atomic(inv, inventory, extra)
-    tables.write_atomic(err, errors, extra)
+        # The inventory first: it teaches the pseudonymizer the identifiers that paths hold.
+        tables.write_batches_atomic(INVENTORY_SCHEMA, pseudonymizer.pseudonymize_batches(inv),
+                                    inventory, extra)
+        tables.write_batches_atomic(tables.ERRORS_SCHEMA, pseudonymizer.pseudonymize_batches(err),
+                                    errors, extra)
+        return
+    tables.write_batches_atomic(INVENTORY_SCHEMA, inv(), inventory, extra)
+    tables.write_batches_atomic(tables.ERRORS_SCHEMA, err(), errors, extra)
 
 
 def summary(result: IndexResult) -> dict[str, object]:

@@ -3,7 +3,7 @@ series, and what keeps a pseudonymised index free of identifiers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 import pyarrow as pa
@@ -63,13 +63,20 @@ INVENTORY_SCHEMA = pa.schema([
 
 
 def inventory_table(entries: Iterable[InventoryEntry]) -> pa.Table:
-    return tables.table_of([_inventory_row(e) for e in entries], INVENTORY_SCHEMA)
+    return tables.table_of(inventory_rows(entries), INVENTORY_SCHEMA)
+
+
+def inventory_rows(entries: Iterable[InventoryEntry]) -> Iterator[dict[str, object]]:
+    return (_inventory_row(e) for e in entries)
 
 
 def errors_table(errors: Iterable[FileError]) -> pa.Table:
-    rows = [{"path": paths.to_text(e.path), "stage": e.stage.value, "error": paths.to_text(e.error)}
-            for e in errors]
-    return tables.table_of(rows, tables.ERRORS_SCHEMA)
+    return tables.table_of(error_rows(errors), tables.ERRORS_SCHEMA)
+
+
+def error_rows(errors: Iterable[FileError]) -> Iterator[dict[str, object]]:
+    return ({"path": paths.to_text(e.path), "stage": e.stage.value, "error": paths.to_text(e.error)}
+            for e in errors)
 
 
 def observe_identity(pseudonymizer: Pseudonymizer, series: Series) -> None:

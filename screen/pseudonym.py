@@ -38,7 +38,7 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -344,10 +344,20 @@ class Pseudonymizer:
         kept."""
         if not isinstance(table, pa.Table):
             raise TypeError(f"pseudonymize_table needs a pyarrow Table, got {type(table).__name__}")
-        rows = table.to_pylist()
-        for row in rows:  # see every identifier first, so that earlier paths learn of later ones
-            self.observe(row)
-        return pa.Table.from_pylist([self.pseudonymize_row(r) for r in rows], schema=table.schema)
+        return pa.Table.from_batches(list(self.pseudonymize_batches(lambda: [table])),
+                                     schema=table.schema)
+
+    def pseudonymize_batches(self, batches: Callable[[], Iterable[pa.RecordBatch | pa.Table]]
+                             ) -> Iterator[pa.RecordBatch]:
+        """What ``batches()`` gives, with :meth:`pseudonymize_row` applied to every row, one
+        batch at a time; ``batches`` is called twice: every row is seen first, so that earlier
+        paths learn of identifiers in later rows."""
+        for batch in batches():
+            for row in batch.to_pylist():
+                self.observe(row)
+        for batch in batches():
+            yield pa.RecordBatch.from_pylist(
+                [self.pseudonymize_row(r) for r in batch.to_pylist()], schema=batch.schema)
 
     # -- re-identification --------------------------------------------------------------------
 

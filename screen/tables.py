@@ -14,8 +14,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,18 +63,46 @@ def read_provenance(path: Path) -> dict[str, object]:
     return json.loads(raw) if raw else {}
 
 
-def table_of(rows: list[dict[str, object]], schema: pa.Schema) -> pa.Table:
+# Rows made into Arrow at a time: only so many live as Python objects at once. An inventory's
+# rows hold every file's path and UID, several times what Arrow holds of them.
+ROWS_PER_BATCH = 256
+
+
+def batches_of(rows: Iterable[dict[str, object]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``rows`` as record batches of ``schema``, ROWS_PER_BATCH rows each."""
+    rows = iter(rows)
+    while chunk := list(islice(rows, ROWS_PER_BATCH)):
+        yield pa.RecordBatch.from_pylist(chunk, schema=schema)
+
+
+def table_of(rows: Iterable[dict[str, object]], schema: pa.Schema) -> pa.Table:
     """``rows`` as a table of ``schema``. pyarrow's converters import pandas (most of a
     second) to look for its types; an empty table is built without them, so that indexing
     an empty folder starts at once."""
-    if not rows:
-        return pa.Table.from_batches([], schema=schema)
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_batches(list(batches_of(rows, schema)), schema=schema)
 
 
 def write_atomic(table: pa.Table, path: Path, extra: Mapping[str, object] | None = None) -> None:
     """Write ``table`` to ``path`` so that the file is either the old one or the whole new one."""
-    metadata = dict(table.schema.metadata or {})
+    write_batches_atomic(table.schema, [table], path, extra)
+
+
+def write_batches_atomic(schema: pa.Schema, batches: Iterable[pa.RecordBatch | pa.Table],
+                         path: Path, extra: Mapping[str, object] | None = None) -> None:
+    """Write ``batches`` of ``schema`` to ``path`` as they come, one row group each, so that
+    the whole table never has to be held; atomically, as :func:`write_atomic`. A single batch
+    gives the same bytes as writing it as a table."""
+    metadata = dict(schema.metadata or {})
     metadata[PROVENANCE_KEY] = json.dumps(provenance(extra), default=str).encode()
-    table = table.replace_schema_metadata(metadata)
-    atomic.write_atomic(Path(path), lambda sink: pq.write_table(table, sink))
+    schema = schema.with_metadata(metadata)
+
+    def write(sink) -> None:
+        with pq.ParquetWriter(sink, schema) as writer:
+            wrote = False
+            for batch in batches:
+                writer.write(batch)
+                wrote = True
+            if not wrote:  # as pyarrow writes an empty table: one row group of no rows
+                writer.write(pa.Table.from_batches([], schema=schema))
+
+    atomic.write_atomic(Path(path), write)
