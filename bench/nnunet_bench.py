@@ -2,7 +2,7 @@
 projections from measured patch counts; peak memory of a full-size series through the
 PANORAMA recipe.
 
-    python -m bench.nnunet_bench [--skip-rss] [--threads N]
+    python -m bench.nnunet_bench [--skip-rss] [--threads N] [--profile]
 
 The detector is the real plans' network (PlainConvUNet, 32..320 features, patch 48 x 128 x 288)
 with seeded random weights in nnU-Net's on-disk format (timing does not depend on the weights).
@@ -11,6 +11,10 @@ on an input of exactly one patch, so each does one network evaluation plus its o
 The three take turns, one call each per round (``--repeats`` rounds), so that on a machine
 shared with other work each ratio compares calls made under the same load; wall and CPU
 seconds are both kept.
+With ``--profile``, one more ONNX Runtime call runs with its profiler on: the share of each
+operator type in the network's kernel time, and the convolutions' arithmetic (GFLOP, from the
+profiled shapes) against the seconds they took, which says how far from the CPU's peak they run
+and so how much any rewrite of the rest of the graph could still gain.
 Per-case projections multiply the fastest single-patch time of each by the patch count of the
 plans' median image (74 x 230 x 425 voxels, the crop the detector was trained on): all 5 folds
 with 8 mirrors, and 1 fold without mirroring.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +61,60 @@ def _interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return times
 
 
-def patch_timing(threads: int, repeats: int) -> dict[str, object]:
+def _conv_gflop(args: dict) -> float:
+    """Multiply-adds x 2 of one profiled Conv: every output value sums over weight[1:]."""
+    inputs = [next(iter(t.values())) for t in args.get("input_type_shape", [])]
+    outputs = [next(iter(t.values())) for t in args.get("output_type_shape", [])]
+    if len(inputs) < 2 or not outputs or len(inputs[1]) != len(outputs[0]):  # no weight shape: not counted
+        return 0.0
+    return 2.0 * float(np.prod(outputs[0])) * float(np.prod(inputs[1][1:])) / 1e9
+
+
+def onnxruntime_profile(path: Path, input_name: str, x: np.ndarray, threads: int) -> dict[str, object]:
+    """One profiled call (after a warm-up call) of the ONNX network as screen's runner sets it up
+    (``threads`` intra-op threads, one inter-op): kernel seconds per operator type, and the
+    Conv nodes' GFLOP per second of their own kernel time and per CPU second of the call
+    (ConvTranspose is left out: its profiled shapes omit the prepacked weight)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    folder = Path(tempfile.mkdtemp(prefix="nnunet-ort-profile-"))
+    options.profile_file_prefix = str(folder / "ort")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session.run(None, {input_name: x})
+    wall, cpu = time.perf_counter(), time.process_time()
+    session.run(None, {input_name: x})
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    events = json.loads(Path(session.end_profiling()).read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    last = max(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    seconds: dict[str, float] = {}
+    gflop = 0.0
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time") or event["ts"] < last:
+            continue
+        op = event["args"].get("op_name", "?")
+        seconds[op] = seconds.get(op, 0.0) + event["dur"] / 1e6
+        if op == "Conv":
+            gflop += _conv_gflop(event["args"])
+    total = sum(seconds.values())
+    by_time = sorted(seconds.items(), key=lambda kv: -kv[1])
+    return {
+        "call_wall_s": round(wall, 2), "call_cpu_s": round(cpu, 2),
+        "kernel_s_by_op": {op: round(s, 2) for op, s in by_time},
+        "kernel_share_by_op": {op: round(s / total, 3) for op, s in by_time},
+        "conv_gflop": round(gflop, 1),
+        "conv_gflop_per_conv_kernel_s": round(gflop / seconds["Conv"], 1) if "Conv" in seconds else None,
+        # Over every CPU second of the call (other operators, spinning threads): a lower bound.
+        "conv_gflop_per_cpu_s_of_call": round(gflop / cpu, 1) if cpu > 0 else None,
+    }
+
+
+def patch_timing(threads: int, repeats: int, profile: bool = False) -> dict[str, object]:
     import torch
 
     from screen.backends import choose_backend, load_runner, set_cpu_threads
@@ -110,6 +168,9 @@ def patch_timing(threads: int, repeats: int) -> dict[str, object]:
     for name, pairs in times.items():
         numbers[f"{name}_patch_s"] = round(min(w for w, _ in pairs), 2)
         numbers[f"{name}_patch_cpu_s"] = round(min(c for _, c in pairs), 2)
+    if profile:
+        numbers["onnxruntime_profile"] = onnxruntime_profile(
+            package.onnx_path("fold_0"), package.network("fold_0").input_name, x, threads)
     count = _patch_count(MEDIAN_CROP, patch)
     numbers["median_crop"] = list(MEDIAN_CROP)
     numbers["patches_per_case"] = count
@@ -177,10 +238,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-patch", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one ONNX Runtime call per operator")
     args = parser.parse_args()
     numbers: dict[str, object] = {}
     if not args.skip_patch:
-        numbers["patch"] = patch_timing(args.threads, args.repeats)
+        numbers["patch"] = patch_timing(args.threads, args.repeats, args.profile)
     if not args.skip_rss:
         numbers["panorama_recipe_memory"] = recipe_rss()
     save("nnunet", numbers)
