@@ -13,8 +13,9 @@ groups of realistic size, then measures on a warm page cache:
   - the peak memory (VmHWM) of a process that does nothing but index, on half the files and
     on all of them, and what each file adds;
   - the index inside `scan` against `screen index`, each in a fresh process, taking turns;
-  - start-up: `screen index` of an empty folder against `screen --help`, each a fresh
-    process, the median of several runs.
+  - start-up: `screen index` of an empty folder against `screen --help`, Python importing
+    only the libraries indexing needs, and Python alone, fresh processes taking turns, the
+    median of several runs.
 
 With --projection-files N (default 100000; 0 to skip) it also generates N tiny CT files
 (16x16 pixels behind full headers with a vendor's small private tags, in series of 200
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+import screen
 from bench.common import RESULTS, child_output, save, timed
 from screen.crawl import Found, crawl
 from screen.headers import read_instance
@@ -258,26 +260,42 @@ def in_scan(root: Path, workers: int = 2, rounds: int = 3) -> dict[str, object]:
                       "in_scan": [round(t, 2) for t in scanned]}}
 
 
+# What indexing an empty folder cannot do without: the command line, the progress bar and
+# summary table, and Parquet (pyarrow loads numpy with it). Python importing only these is the
+# floor under `screen index EMPTY`.
+NEEDED_LIBRARIES = "import typer, rich.progress, rich.table, pyarrow.parquet"
+
+
 def startup(runs: int = 7) -> dict[str, object]:
-    """Seconds from a fresh process to the end of `screen index EMPTY` and `screen --help`."""
-    screen = [sys.executable, "-m", "screen"]
+    """Seconds from a fresh process to the end of `screen index EMPTY` and `screen --help`,
+    and the floor under them: Python alone, and Python importing only the libraries indexing
+    needs. Medians of fresh processes taking turns, so that a busy machine slows all alike."""
+    cli = [sys.executable, "-m", "screen"]
+    # As an installed copy starts: from compiled modules, even where PYTHONDONTWRITEBYTECODE
+    # would have each run compile screen's own source again.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(screen.__file__).parent)],
+                   check=True, capture_output=True)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "empty").mkdir()
-        empty = median_seconds_of([*screen, "index", str(Path(tmp) / "empty"), "--out",
-                                   str(Path(tmp) / "inventory.parquet")], runs)
-    bare = median_seconds_of([*screen, "--help"], runs)
-    python = median_seconds_of([sys.executable, "-c", "pass"], runs)
+        empty, bare, libraries, python = median_seconds_of([
+            [*cli, "index", str(Path(tmp) / "empty"), "--out",
+             str(Path(tmp) / "inventory.parquet")],
+            [*cli, "--help"],
+            [sys.executable, "-c", NEEDED_LIBRARIES],
+            [sys.executable, "-c", "pass"]], runs)
     return {"index_empty_folder_s": round(empty, 3), "help_s": round(bare, 3),
-            "python_alone_s": round(python, 3)}
+            "libraries_alone_s": round(libraries, 3), "python_alone_s": round(python, 3)}
 
 
-def median_seconds_of(command: list[str], runs: int) -> float:
-    times = []
+def median_seconds_of(commands: list[list[str]], runs: int) -> list[float]:
+    """The median seconds of each command, run ``runs`` times in turn."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for command, taken in zip(commands, times):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            taken.append(time.perf_counter() - start)
+    return [statistics.median(taken) for taken in times]
 
 
 def paths_in(root: Path) -> list[str]:

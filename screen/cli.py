@@ -4,11 +4,13 @@ clear messages and exit codes. Progress and summaries go to stderr; nothing else
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,7 +18,24 @@ from rich.table import Table
 
 from screen import __version__
 
-app = typer.Typer(
+
+class _NamedCommandOnly(typer.Typer):
+    """A Typer that builds only the command its command line names. Typer makes every
+    command's options when it builds the whole group; a command should not wait for those of
+    all the others. Help of the whole, --version and a misspelt name get the whole group."""
+
+    def __call__(self, args: list[str] | None = None, **kwargs: Any) -> Any:
+        named = next((a for a in (sys.argv[1:] if args is None else args)
+                      if a not in ("-v", "--verbose")), None)
+        only = copy.copy(self)
+        only.registered_commands = [c for c in self.registered_commands if c.name == named]
+        only.registered_groups = [g for g in self.registered_groups if g.name == named]
+        if not (only.registered_commands or only.registered_groups):
+            only = self
+        return typer.Typer.__call__(only, args, **kwargs)
+
+
+app = _NamedCommandOnly(
     add_completion=False,
     no_args_is_help=True,
     help="Sweep an imaging archive for abdominal CTs and rank suspicious pancreata for review.",

@@ -109,7 +109,9 @@ class _Readers:
     def __init__(self, executor: Executor | None, workers: int) -> None:
         self._owned = executor is None
         self._workers = workers
-        self._pool = executor or self._new_pool()
+        # Started with the first read: a pool's queues start a helper process, which an
+        # empty folder need not wait for.
+        self._pool = executor
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # A fork copies the locks that other threads hold. With none running (screen index)
@@ -125,6 +127,8 @@ class _Readers:
         return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
 
     def submit(self, paths: list[str]) -> Future[list[Instance | FileError]]:
+        if self._pool is None:
+            self._pool = self._new_pool()
         try:
             return self._pool.submit(read_instances, paths)
         except BrokenProcessPool:
@@ -154,7 +158,7 @@ class _Readers:
             yield from outcomes
 
     def close(self) -> None:
-        if self._owned:
+        if self._owned and self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
 

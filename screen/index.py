@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from screen import paths, tables
 from screen.header_reading import default_workers, read_headers
@@ -27,10 +28,12 @@ from screen.inventory import (
     observe_identity,
     private_provenance,
 )
-from screen.pseudonym import Pseudonymizer
 from screen.records import Decision, FileError, Instance, InventoryEntry, Series
 from screen.select import Rules, load_rules
 from screen.series import assemble_groups, group_key
+
+if TYPE_CHECKING:  # pseudonymising loads the worklist's schema; indexing alone needs neither
+    from screen.pseudonym import Pseudonymizer
 
 logger = logging.getLogger(__name__)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from screen import paths, tables
-from screen.pseudonym import Pseudonymizer
 from screen.records import FileError, InventoryEntry, Series
 from screen.select import facts
+
+if TYPE_CHECKING:  # only named in annotations: indexing without pseudonyms never loads it
+    from screen.pseudonym import Pseudonymizer
 
 INVENTORY_SCHEMA = pa.schema([
     ("series_key", pa.string()),
