@@ -7,8 +7,9 @@ PANORAMA recipe.
 The detector is the real plans' network (PlainConvUNet, 32..320 features, patch 48 x 128 x 288)
 with seeded random weights in nnU-Net's on-disk format (timing does not depend on the weights).
 One patch goes through ONNX Runtime and torch (screen's backends) and through nnUNetPredictor
-on an input of exactly one patch, so each does one network evaluation plus its own overhead.
-The three take turns, one call each per round (``--repeats`` rounds), so that on a machine
+on an input of exactly one patch, so each does one network evaluation plus its own overhead;
+and through ONNX Runtime with its CPU memory arena off, for what the arena saves in time.
+They take turns, one call each per round (``--repeats`` rounds), so that on a machine
 shared with other work each ratio compares calls made under the same load; wall and CPU
 seconds are both kept.
 Per-case projections multiply the fastest single-patch time of each by the patch count of the
@@ -83,6 +84,18 @@ def patch_timing(threads: int, repeats: int) -> dict[str, object]:
         runner = load_runner(package, "fold_0", backend)
         outputs[backend] = runner.run(x)  # warm up
         fns[backend] = lambda runner=runner: runner.run(x)
+    # ONNX Runtime's CPU memory arena (on in screen) keeps a run's buffers for the next run,
+    # holding them between runs too; off, each run maps and faults its buffers in anew.
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_cpu_mem_arena = False
+    no_arena = ort.InferenceSession(str(package.onnx_path("fold_0")), options,
+                                    providers=["CPUExecutionProvider"])
+    feed = {package.network("fold_0").input_name: x}
+    no_arena.run(None, feed)
+    fns["onnxruntime_arena_off"] = lambda: no_arena.run(None, feed)
     try:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -108,6 +121,9 @@ def patch_timing(threads: int, repeats: int) -> dict[str, object]:
             numbers[f"{name}_max_abs_logit_difference"] = round(
                 float(np.abs(outputs[name][0] - outputs["nnunet_predictor"]).max()), 4)
     times = _interleaved(fns, repeats)
+    for kind, at in (("wall", 0), ("cpu", 1)):  # per round (the same load), median over rounds
+        numbers[f"onnxruntime_arena_off_over_on_{kind}"] = round(float(np.median(
+            [a[at] / b[at] for a, b in zip(times["onnxruntime_arena_off"], times["onnxruntime"])])), 2)
     numbers["rounds_wall_cpu_s"] = {k: [[round(w, 2), round(c, 2)] for w, c in v] for k, v in times.items()}
     for name, pairs in times.items():
         numbers[f"{name}_patch_s"] = round(min(w for w, _ in pairs), 2)
