@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from screen.detect import postprocess
 from screen.detect.postprocess import (
     components,
     feret_diameter_mm,
@@ -15,7 +16,6 @@ from screen.detect.postprocess import (
     position_in_mask,
     voxels_of,
 )
-from screen.detect import postprocess
 from screen.records import Location, Volume
 
 
