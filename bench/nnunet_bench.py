@@ -7,8 +7,9 @@ PANORAMA recipe.
 The detector is the real plans' network (PlainConvUNet, 32..320 features, patch 48 x 128 x 288)
 with seeded random weights in nnU-Net's on-disk format (timing does not depend on the weights).
 One patch goes through ONNX Runtime and torch (screen's backends) and through nnUNetPredictor
-on an input of exactly one patch, so each does one network evaluation plus its own overhead.
-The three take turns, one call each per round (``--repeats`` rounds), so that on a machine
+on an input of exactly one patch, so each does one network evaluation plus its own overhead;
+and through ONNX Runtime with its CPU memory arena off, for what the arena saves in time.
+They take turns, one call each per round (``--repeats`` rounds), so that on a machine
 shared with other work each ratio compares calls made under the same load; wall and CPU
 seconds are both kept.
 With ``--profile``, one more ONNX Runtime call runs with its profiler on: the share of each
@@ -21,7 +22,9 @@ with 8 mirrors, and 1 fold without mirroring.
 
 Peak RSS: a 512 x 512 x 300 series (0.7 x 0.7 x 1.5 mm) through the panorama recipe, in a fresh
 process, with the real plans but narrow networks (4..16 features), because the arrays, not the
-weights, set the memory: resampled image, logits, probabilities on the series grid.
+weights, set the memory: resampled image, logits, probabilities on the series grid. A thread
+samples the resident memory every 20 ms and keeps the recipe's frames at its highest, to say
+where the peak comes.
 """
 
 from __future__ import annotations
@@ -139,6 +142,18 @@ def patch_timing(threads: int, repeats: int, profile: bool = False) -> dict[str,
         runner = load_runner(package, "fold_0", backend)
         outputs[backend] = runner.run(x)  # warm up
         fns[backend] = lambda runner=runner: runner.run(x)
+    # ONNX Runtime's CPU memory arena (on in screen) keeps a run's buffers for the next run,
+    # holding them between runs too; off, each run maps and faults its buffers in anew.
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_cpu_mem_arena = False
+    no_arena = ort.InferenceSession(str(package.onnx_path("fold_0")), options,
+                                    providers=["CPUExecutionProvider"])
+    feed = {package.network("fold_0").input_name: x}
+    no_arena.run(None, feed)
+    fns["onnxruntime_arena_off"] = lambda: no_arena.run(None, feed)
     try:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -164,6 +179,9 @@ def patch_timing(threads: int, repeats: int, profile: bool = False) -> dict[str,
             numbers[f"{name}_max_abs_logit_difference"] = round(
                 float(np.abs(outputs[name][0] - outputs["nnunet_predictor"]).max()), 4)
     times = _interleaved(fns, repeats)
+    for kind, at in (("wall", 0), ("cpu", 1)):  # per round (the same load), median over rounds
+        numbers[f"onnxruntime_arena_off_over_on_{kind}"] = round(float(np.median(
+            [a[at] / b[at] for a, b in zip(times["onnxruntime_arena_off"], times["onnxruntime"])])), 2)
     numbers["rounds_wall_cpu_s"] = {k: [[round(w, 2), round(c, 2)] for w, c in v] for k, v in times.items()}
     for name, pairs in times.items():
         numbers[f"{name}_patch_s"] = round(min(w for w, _ in pairs), 2)
@@ -191,7 +209,7 @@ def patch_timing(threads: int, repeats: int, profile: bool = False) -> dict[str,
 
 
 _RSS_CHILD = r'''
-import resource, sys, time
+import json, resource, sys, threading, time, traceback
 from pathlib import Path
 import numpy as np
 from screen.model.package import ModelPackage
@@ -208,11 +226,28 @@ hu[np.broadcast_to(((j - 256) / 200.0) ** 2 + ((i - 256) / 230.0) ** 2 < 1, shap
 hu += rng.standard_normal(shape, dtype=np.float32) * np.float32(10)  # no float64 copy
 affine = np.diag([0.7, 0.7, 1.5, 1.0])
 volume = Volume(hu=hu, affine=affine, slice_uids=tuple(str(n) for n in range(shape[0])))
+main, done, peak = threading.get_ident(), threading.Event(), [0, ""]
+
+def watch():
+    # Where the peak comes: the recipe's own frames when resident memory was highest so far.
+    while not done.wait(0.02):
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+        if rss > peak[0]:
+            frames = traceback.extract_stack(sys._current_frames()[main])
+            peak[:] = rss, " < ".join(f"{Path(f.filename).stem}:{f.lineno} {f.name}"
+                                      for f in reversed(frames) if "/screen/" in f.filename)
+
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
 start = time.perf_counter()
 outcome = recipe.run(model, volume)
+seconds = time.perf_counter() - start
+done.set()
+watcher.join()
 # Whether the detector ran: with random weights the localiser may find no pancreas at all.
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-      int("detect" in outcome.seconds))
+print(json.dumps({"seconds": seconds, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "detected": "detect" in outcome.seconds, "peak_at": peak[1],
+                  "stage_seconds": dict(outcome.seconds)}))
 '''
 
 
@@ -225,11 +260,12 @@ def recipe_rss() -> dict[str, object]:
     localiser = write_folder(root / "loc", PANCREAS_MODEL, features=(4, 8, 8, 16, 16), mirror_axes=None)
     import_nnunet(detector, root / "pkg", ImportOptions(mirroring=False), localiser=localiser,
                   localiser_options=ImportOptions(name="localiser", mirroring=False))
-    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(root / "pkg")], capture_output=True,
-                         text=True, check=True).stdout.split()
-    seconds, peak, detected = float(out[0]), int(out[1]), bool(int(out[2]))
-    return {"series": [512, 512, 300], "recipe_seconds": round(seconds, 1),
-            "detector_ran": detected, "peak_rss_gib": round(peak / 2 ** 30, 2), "goal_gib": 8}
+    out = json.loads(subprocess.run([sys.executable, "-c", _RSS_CHILD, str(root / "pkg")],
+                                    capture_output=True, text=True, check=True).stdout)
+    return {"series": [512, 512, 300], "recipe_seconds": round(out["seconds"], 1),
+            "stage_seconds": {k: round(v, 1) for k, v in out["stage_seconds"].items()},
+            "detector_ran": out["detected"], "peak_rss_gib": round(out["peak"] / 2 ** 30, 2),
+            "goal_gib": 8, "peak_sampled_at": out["peak_at"]}
 
 
 def main() -> None:

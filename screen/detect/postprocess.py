@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_HULL_POINTS = 4000  # beyond this, the diameter is taken over the convex hull's vertices
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
+_BLOCK = 1 << 20  # voxels a block when a region is read a slab at a time (24 MiB of indices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +74,36 @@ def largest(mask: np.ndarray) -> np.ndarray:
     return labelled == int(np.argmax(sizes))
 
 
+def voxel_blocks(mask: np.ndarray) -> Iterator[np.ndarray]:
+    """``np.argwhere(mask)`` a slab of about ``_BLOCK`` voxels at a time, in the same order:
+    argwhere on a whole region holds its indices twice over (24 bytes a voxel each time), and
+    a region may fill most of a series."""
+    rows = max(1, _BLOCK // max(1, mask[0].size))
+    for start in range(0, len(mask), rows):
+        voxels = np.argwhere(mask[start:start + rows])
+        voxels[:, 0] += start
+        yield voxels
+
+
+def voxels_of(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)``, (n, 3) int64, filled from :func:`voxel_blocks`: only the result
+    is ever whole."""
+    out = np.empty((int(np.count_nonzero(mask)), mask.ndim), np.int64)
+    at = 0
+    for block in voxel_blocks(mask):
+        out[at:at + len(block)] = block
+        at += len(block)
+    return out
+
+
 def feret_diameter_mm(voxels: np.ndarray, spacing_kji: tuple[float, float, float]) -> float:
     """Largest distance across a region of voxels, in mm.
 
     Between voxel centres plus one voxel's size (the mean spacing), so a single voxel
     measures one voxel across and a sampled sphere measures about its diameter.
     """
-    points = np.asarray(voxels, dtype=np.float64) * np.asarray(spacing_kji)
+    points = np.array(voxels, dtype=np.float64)  # scaled in place: 24 bytes a voxel
+    points *= np.asarray(spacing_kji)
     if len(points) > _MAX_HULL_POINTS:
         try:
             points = points[ConvexHull(points).vertices]
@@ -107,13 +132,44 @@ def position_along(pancreas_lps: np.ndarray, points_lps: np.ndarray) -> np.ndarr
     pts = np.asarray(pancreas_lps, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 2:
         raise ValueError(f"pancreas points must be (n >= 2, 3), got {pts.shape}")
-    centre = pts.mean(axis=0)
-    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
-    axis = vt[0]
+    return _along(lambda: (pts[s:s + _BLOCK] for s in range(0, len(pts), _BLOCK)), len(pts),
+                  points_lps)
+
+
+def position_in_mask(mask: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray],
+                     points_lps: np.ndarray) -> np.ndarray:
+    """:func:`position_along` for a gland given as a mask, ``to_lps`` taking its voxels (n, 3)
+    to LPS: read a slab of the mask at a time, never every gland voxel's coordinates at once
+    (24 bytes a voxel, and their copies, for a gland that may fill most of a series)."""
+    mask = np.asarray(mask, dtype=bool)
+    n = int(np.count_nonzero(mask))
+    if mask.ndim != 3 or n < 2:
+        raise ValueError(f"pancreas points must be (n >= 2, 3), got a {mask.ndim}-D mask of {n}")
+    return _along(lambda: (to_lps(block) for block in voxel_blocks(mask)), n, points_lps)
+
+
+def _along(blocks: Callable[[], Iterator[np.ndarray]], n: int, points_lps: np.ndarray) -> np.ndarray:
+    """:func:`position_along` on ``n`` gland points (LPS) that ``blocks`` yields a block at a
+    time, each pass anew: the mean, then the 3 x 3 scatter matrix about it, whose leading
+    eigenvector is the principal axis (the first right singular vector of the centred points),
+    then every point's projection on it, for the percentiles."""
+    centre = np.zeros(3)
+    for block in blocks():
+        centre += block.sum(axis=0)
+    centre /= n
+    scatter = np.zeros((3, 3))
+    for block in blocks():
+        offsets = block - centre
+        scatter += offsets.T @ offsets
+    axis = np.linalg.eigh(scatter)[1][:, -1]  # eigenvalues ascend: the last is the largest
     if axis[0] < 0:  # +x is patient left in LPS, where the tail lies
         axis = -axis
-    proj = (pts - centre) @ axis
-    lo, hi = np.percentile(proj, [2.0, 98.0])
+    proj = np.empty(n)
+    at = 0
+    for block in blocks():
+        proj[at:at + len(block)] = (block - centre) @ axis
+        at += len(block)
+    lo, hi = np.percentile(proj, [2.0, 98.0], overwrite_input=True)
     return ((np.asarray(points_lps, dtype=np.float64) - centre) @ axis - lo) / max(hi - lo, 1e-6)
 
 
@@ -122,7 +178,20 @@ def location_along(
 ) -> Location:
     """Head, body or tail: ``point_lps`` by its :func:`position_along` the gland, split at
     ``fractions``."""
-    t = float(position_along(pancreas_lps, np.asarray(point_lps, dtype=np.float64)[None])[0])
+    point = np.asarray(point_lps, dtype=np.float64)[None]
+    return _part(float(position_along(pancreas_lps, point)[0]), fractions)
+
+
+def location_in_mask(
+    mask: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray], point_lps: np.ndarray,
+    fractions: tuple[float, float] = (1 / 3, 2 / 3),
+) -> Location:
+    """:func:`location_along` for a gland given as a mask (see :func:`position_in_mask`)."""
+    point = np.asarray(point_lps, dtype=np.float64)[None]
+    return _part(float(position_in_mask(mask, to_lps, point)[0]), fractions)
+
+
+def _part(t: float, fractions: tuple[float, float]) -> Location:
     if t < fractions[0]:
         return Location.HEAD
     if t < fractions[1]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from screen.detect.postprocess import feret_diameter_mm, largest, location_along
+from screen.detect.postprocess import feret_diameter_mm, largest, location_in_mask, voxels_of
 from screen.nnunet.card import NnunetCard
 from screen.records import Detection, Volume
 
@@ -20,6 +20,7 @@ CANDIDATE_FRACTION = 2.5  # a candidate holds the voxels above its peak / 2.5 ..
 MIN_CANDIDATE_VOXELS = 10  # ... and more than this many of them
 MIN_PANCREAS_ML = 1.0
 _FULL = np.ones((3, 3, 3), bool)
+_VOXELS_A_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -98,7 +99,8 @@ def lesion_candidates(prob: np.ndarray, fraction: float = CANDIDATE_FRACTION,
             inner[region] = peak
             if best_voxels is None:
                 best_peak = peak
-                best_voxels = np.argwhere(region) + np.array([b.start for b in box])
+                best_voxels = voxels_of(region)
+                best_voxels += np.array([b.start for b in box])  # in place: 24 bytes a voxel
         work[region] = 0
     return Candidates(out, best_peak, best_voxels)
 
@@ -110,16 +112,19 @@ def surface_voxels(voxels: np.ndarray) -> np.ndarray:
     would take gigabytes."""
     lo = voxels.min(axis=0)
     mask = np.zeros(tuple(voxels.max(axis=0) - lo + 1), bool)
-    mask[tuple((voxels - lo).T)] = True
-    inner = ndimage.binary_erosion(mask, border_value=0)
-    return np.argwhere(mask & ~inner) + lo
+    for start in range(0, len(voxels), _VOXELS_A_BLOCK):  # indices of a block, not of all at once
+        mask[tuple((voxels[start:start + _VOXELS_A_BLOCK] - lo).T)] = True
+    mask &= ~ndimage.binary_erosion(mask, border_value=0)
+    surface = voxels_of(mask)
+    surface += lo
+    return surface
 
 
 def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
-             lesion_prob: np.ndarray | None = None) -> tuple[Detection, np.ndarray | None, Candidates]:
+             lesion_prob: np.ndarray | None = None) -> tuple[Detection, np.ndarray | None, np.ndarray | None]:
     """The Detection for class ``probabilities`` (C, K, J, I) on the volume's grid, the
-    pancreas mask, and the candidates, whose ``voxels`` are the lesion the Detection reports
-    (they travel on, so that review images and the DICOM Segmentation outline that region).
+    pancreas mask, and the (n, 3) voxels of the lesion the Detection reports, if any (they
+    travel on, so that review images and the DICOM Segmentation outline that region).
 
     ``lesion_prob`` replaces the lesion class's probability (a recipe may have masked it)."""
     spacing = volume.spacing
@@ -128,28 +133,30 @@ def findings(volume: Volume, card: NnunetCard, probabilities: np.ndarray,
         lesion_prob = (probabilities[card.index(card.lesion_label)] if card.lesion_label
                        else np.zeros(probabilities.shape[1:], np.float32))
     found = lesion_candidates(lesion_prob)
-    del lesion_prob  # a recipe hands over its masked copy: gone before the gland is found
+    # Only the reported candidate is kept, not the candidates' map; and a recipe's masked copy
+    # of the lesion map is gone too, before the gland is found.
+    raw, lesion = found.peak, found.voxels
+    del lesion_prob, found
     pancreas = None
     if card.pancreas_label is not None:
         mask = class_labels(probabilities) == card.index(card.pancreas_label)
         mask = largest_region(mask)
         if mask.sum() * voxel_ml >= MIN_PANCREAS_ML:
             pancreas = mask
-    raw = found.peak
     score = card.calibration.score(raw) if card.calibration is not None else raw
     volume_ml = float(pancreas.sum() * voxel_ml) if pancreas is not None else 0.0
-    if found.voxels is None:
-        return Detection(float(np.clip(score, 0, 1)), pancreas is not None, volume_ml), pancreas, found
-    centre = found.voxels.mean(axis=0)
+    if lesion is None:
+        return Detection(float(np.clip(score, 0, 1)), pancreas is not None, volume_ml), pancreas, None
+    centre = lesion.mean(axis=0)
     centre_lps = volume.to_lps(centre)
     location = None
     if pancreas is not None:
-        location = location_along(volume.to_lps(np.argwhere(pancreas)), centre_lps)
+        location = location_in_mask(pancreas, volume.to_lps, centre_lps)
     detection = Detection(
         score=float(np.clip(score, 0, 1)), pancreas_found=pancreas is not None,
         pancreas_volume_ml=volume_ml,
         lesion_center_lps=tuple(float(v) for v in centre_lps),  # type: ignore[arg-type]
-        lesion_diameter_mm=feret_diameter_mm(surface_voxels(found.voxels), spacing),
+        lesion_diameter_mm=feret_diameter_mm(surface_voxels(lesion), spacing),
         lesion_location=location, key_slice=int(round(centre[0])),
     )
-    return detection, pancreas, found
+    return detection, pancreas, lesion

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from screen.nnunet.card import NnunetCard
 from screen.nnunet.findings import bounding_box, class_labels, findings, largest_region
 from screen.nnunet.predictor import NnunetModel, predict_volume
 from screen.records import Detection, Volume
@@ -65,9 +66,9 @@ def run(model: NnunetModel, volume: Volume) -> Outcome:
     if model.localiser is None:
         start = time.perf_counter()
         probs = predict_volume(model, volume.hu, volume.spacing).probabilities
-        detection, pancreas, found = findings(volume, model.card, probs)
+        detection, pancreas, lesion = findings(volume, model.card, probs)
         return Outcome(detection, probs, _whole(volume), volume.hu.shape, pancreas,
-                       {"total": time.perf_counter() - start}, lesion=found.voxels)
+                       {"total": time.perf_counter() - start}, lesion=lesion)
     return _panorama(model, volume)
 
 
@@ -107,15 +108,10 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     start = time.perf_counter()
     probs = predict_volume(model, crop.hu, crop.spacing).probabilities
     seconds["detect"] = time.perf_counter() - start
-    organ = np.isin(class_labels(probs), [model.card.index(m) for m in recipe.mask_labels])
-    if recipe.mask_dilation_mm > 0 and organ.any():
-        iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(crop.spacing))).astype(int)
-        organ = _dilate(organ, iterations)
-    lesion = model.card.index(model.card.lesion_label)
     # The masked copy is made in the call and not kept here, so findings drops it as soon as
     # it has the candidates.
-    detection, pancreas, found = findings(crop, model.card, probs,
-                                          lesion_prob=probs[lesion] * organ)
+    detection, pancreas, voxels = findings(crop, model.card, probs,
+                                           lesion_prob=_lesion_in_organ(model.card, probs, crop.spacing))
     gland_full = np.zeros(volume.hu.shape, bool)
     if pancreas is not None:
         gland_full[box] = pancreas
@@ -123,10 +119,21 @@ def _panorama(model: NnunetModel, volume: Volume) -> Outcome:
     detection = Detection(detection.score, True, detection.pancreas_volume_ml,
                           detection.lesion_center_lps, detection.lesion_diameter_mm,
                           detection.lesion_location, key)
-    origin = np.array([b.start for b in box])
+    if voxels is not None:
+        voxels += np.array([b.start for b in box])  # onto the volume grid, in place (24 bytes a voxel)
     return Outcome(detection, probs, box, volume.hu.shape,
-                   gland_full if pancreas is not None else gland, seconds,
-                   lesion=None if found.voxels is None else found.voxels + origin)
+                   gland_full if pancreas is not None else gland, seconds, lesion=voxels)
+
+
+def _lesion_in_organ(card: NnunetCard, probs: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """The lesion probability kept inside the recipe's organs (pancreas and duct) grown by its
+    dilation; their mask is gone once it has been applied."""
+    recipe = card.recipe
+    organ = np.isin(class_labels(probs), [card.index(m) for m in recipe.mask_labels])
+    if recipe.mask_dilation_mm > 0 and organ.any():
+        iterations = np.maximum(1, np.round(recipe.mask_dilation_mm / np.asarray(spacing))).astype(int)
+        organ = _dilate(organ, iterations)
+    return probs[card.index(card.lesion_label)] * organ
 
 
 def _dilate(mask: np.ndarray, iterations: np.ndarray) -> np.ndarray:

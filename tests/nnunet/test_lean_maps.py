@@ -1,5 +1,6 @@
 """The memory-lean ways to a series' maps give what the plain ways give: uint8 labels as
-argmax, the organ labelled in its box only, the Feret diameter on a region's surface, the
+argmax, the organ labelled in its box only, the Feret diameter on a region's surface (made a
+block of voxels at a time), the
 slice axis resampled a few rows at a time as nnU-Net resamples it whole, and an Outcome's
 class maps kept on the crop and expanded to the series grid only when asked for."""
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from screen.detect import postprocess
 from screen.detect.postprocess import feret_diameter_mm, largest
+from screen.nnunet import findings
 from screen.nnunet.findings import bounding_box, class_labels, largest_region, surface_voxels
 from screen.nnunet.folder import Resampling
 from screen.nnunet.preprocess import resample
@@ -52,6 +55,17 @@ def test_the_feret_diameter_on_a_regions_surface_is_the_whole_regions():
     surface = surface_voxels(voxels)
     assert len(surface) < len(voxels)
     assert feret_diameter_mm(surface, spacing) == feret_diameter_mm(voxels, spacing)
+
+
+def test_a_regions_surface_made_a_block_of_voxels_at_a_time_is_the_whole_regions(monkeypatch):
+    mask = largest(_blobs((40, 50, 60), seed=2) > 0.5)
+    voxels = np.argwhere(mask)
+    lo = voxels.min(axis=0)
+    box = mask[tuple(slice(a, b + 1) for a, b in zip(lo, voxels.max(axis=0)))]
+    plain = np.argwhere(box & ~ndimage.binary_erosion(box, border_value=0)) + lo
+    monkeypatch.setattr(findings, "_VOXELS_A_BLOCK", 500)
+    monkeypatch.setattr(postprocess, "_BLOCK", 2 * 50 * 60)
+    np.testing.assert_array_equal(surface_voxels(voxels), plain)
 
 
 def test_the_slice_axis_resampled_in_rows_is_nnunets_resampling():
