@@ -65,7 +65,11 @@ class Winning:
     channel: int
 
     def __post_init__(self) -> None:
-        _check_channels((self.channel,))
+        _check_channels(self.channels)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return (self.channel,)
 
     def of(self, out: np.ndarray) -> np.ndarray:
         return np.argmax(out, axis=1) == self.channel
@@ -81,9 +85,8 @@ def keep(out: np.ndarray, kept: Sequence[Kept]) -> tuple[np.ndarray, ...]:
         if not isinstance(k, Kept):
             raise TypeError(f"what to keep of a network's outputs must be Channels, Above or "
                             f"Winning, got {type(k).__name__}")
-        wanted = k.channels if isinstance(k, (Channels, Above)) else (k.channel,)
-        if max(wanted) >= channels:
-            raise ValueError(f"{k} asks for channel {max(wanted)}; the network has {channels}")
+        if max(k.channels) >= channels:
+            raise ValueError(f"{k} asks for channel {max(k.channels)}; the network has {channels}")
     return tuple(k.of(out) for k in kept)
 
 

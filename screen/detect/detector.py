@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from screen.backends import Runner, load_runner
 from screen.backends.outputs import Above, Channels, Winning, run_keeping
-from screen.detect.postprocess import components, feret_diameter_mm, largest, location_along
+from screen.detect.postprocess import components, feret_diameter_mm, largest, location_in_mask
 from screen.detect.preprocess import Grid, body_grid, box_grid, gland_hu, resample
 from screen.model.card import ModelCard, NetworkCard
 from screen.model.package import ModelPackage
@@ -261,8 +261,8 @@ def _findings(volume: Volume, card: ModelCard, coarse: Grid, fine: Grid, above: 
         diameter = feret_diameter_mm(best.voxels, spacing)
         key = int(np.clip(round(float(centre_kji[0])), 0, volume.hu.shape[0] - 1))
         if found:
-            gland_lps = volume.to_lps(fine.to_volume(np.argwhere(pancreas)))
-            location = location_along(gland_lps, np.asarray(centre_lps), post.location_fractions)
+            location = location_in_mask(pancreas, lambda v: volume.to_lps(fine.to_volume(v)),
+                                        np.asarray(centre_lps), post.location_fractions)
     detection = Detection(
         score=score, pancreas_found=found, pancreas_volume_ml=pancreas_ml,
         lesion_center_lps=centre_lps, lesion_diameter_mm=diameter,  # type: ignore[arg-type]

@@ -19,7 +19,6 @@ from screen.records import Volume
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True, eq=False)
 class Masks:
     """Boolean masks (k, j, i) on a volume's voxels; ``lesion`` is all False without a lesion."""

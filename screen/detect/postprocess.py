@@ -173,25 +173,18 @@ def _along(blocks: Callable[[], Iterator[np.ndarray]], n: int, points_lps: np.nd
     return ((np.asarray(points_lps, dtype=np.float64) - centre) @ axis - lo) / max(hi - lo, 1e-6)
 
 
-def location_along(
-    pancreas_lps: np.ndarray, point_lps: np.ndarray, fractions: tuple[float, float] = (1 / 3, 2 / 3)
-) -> Location:
-    """Head, body or tail: ``point_lps`` by its :func:`position_along` the gland, split at
-    ``fractions``."""
-    point = np.asarray(point_lps, dtype=np.float64)[None]
-    return _part(float(position_along(pancreas_lps, point)[0]), fractions)
-
-
 def location_in_mask(
     mask: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray], point_lps: np.ndarray,
     fractions: tuple[float, float] = (1 / 3, 2 / 3),
 ) -> Location:
-    """:func:`location_along` for a gland given as a mask (see :func:`position_in_mask`)."""
+    """Head, body or tail: ``point_lps`` by its :func:`position_in_mask` along the gland."""
     point = np.asarray(point_lps, dtype=np.float64)[None]
-    return _part(float(position_in_mask(mask, to_lps, point)[0]), fractions)
+    return location_at(float(position_in_mask(mask, to_lps, point)[0]), fractions)
 
 
-def _part(t: float, fractions: tuple[float, float]) -> Location:
+def location_at(t: float, fractions: tuple[float, float] = (1 / 3, 2 / 3)) -> Location:
+    """Head, body or tail at position ``t`` along the gland (0 head, 1 tail), split at
+    ``fractions``."""
     if t < fractions[0]:
         return Location.HEAD
     if t < fractions[1]:

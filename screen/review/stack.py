@@ -33,7 +33,7 @@ from scipy import ndimage
 from screen.atomic import write_bytes_atomic
 from screen.detect.detector import Analysis
 from screen.detect.masks import Masks
-from screen.detect.postprocess import location_along
+from screen.detect.postprocess import location_in_mask
 from screen.records import Volume
 
 logger = logging.getLogger(__name__)
@@ -202,8 +202,7 @@ def _peak(volume: Volume, analysis: Analysis, chosen: list[int]) -> Peak | None:
     lps = volume.to_lps(kji)
     location = None
     if gland is not None and np.asarray(gland).sum() >= 2:
-        gland_lps = volume.to_lps(grid.to_volume(np.argwhere(np.asarray(gland, bool))))
-        location = location_along(gland_lps, lps).value
+        location = location_in_mask(gland, lambda v: volume.to_lps(grid.to_volume(v)), lps).value
     probability = float(np.clip(lesion[at], 0.0, 1.0))
     nearest = int(np.argmin([abs(k - float(kji[0])) for k in chosen]))
     if math.isnan(probability):

@@ -10,7 +10,7 @@ from screen.detect.postprocess import (
     components,
     feret_diameter_mm,
     largest,
-    location_along,
+    location_at,
     location_in_mask,
     position_along,
     position_in_mask,
@@ -62,18 +62,19 @@ def _gland() -> np.ndarray:
 def test_location_along_the_gland(t, expected):
     gland = _gland()
     point = gland[int(t * (len(gland) - 1))]
-    assert location_along(gland, point) is expected
+    assert location_at(float(position_along(gland, point[None])[0])) is expected
 
 
 def test_head_is_the_patient_right_end_whatever_order_the_points_come_in():
     gland = _gland()[::-1]
     assert float(position_along(gland, gland[-1:])[0]) == pytest.approx(0.0, abs=0.05)
-    assert location_along(gland, np.array([-58.0, 0.5, 0.2])) is Location.HEAD
+    assert location_at(float(position_along(gland, np.array([[-58.0, 0.5, 0.2]]))[0])) \
+        is Location.HEAD
 
 
 def test_location_needs_points():
     with pytest.raises(ValueError, match="pancreas points must be"):
-        location_along(np.zeros((1, 3)), np.zeros(3))
+        position_along(np.zeros((1, 3)), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="pancreas points must be"):
         location_in_mask(np.zeros((4, 4, 4), bool), lambda v: v.astype(float), np.zeros(3))
 
@@ -116,7 +117,8 @@ def test_a_gland_mask_read_in_slabs_is_placed_as_its_voxels_are(monkeypatch):
     lean = position_in_mask(mask, volume.to_lps, points)
     np.testing.assert_allclose(lean, _position_by_svd(gland_lps, points), rtol=0, atol=1e-9)
     for point in points:
-        assert location_in_mask(mask, volume.to_lps, point) is location_along(gland_lps, point)
+        assert location_in_mask(mask, volume.to_lps, point) is \
+            location_at(float(_position_by_svd(gland_lps, point[None])[0]))
 
 
 def test_lps_centre_through_a_flipped_affine():
