@@ -72,6 +72,19 @@ def test_a_tilted_series_is_sheared_and_its_one_tilt_angle_names_the_correction(
     assert np.all(np.diff(rows_moved) < 0) and plan.sources[0].shift_px[1] == pytest.approx(0.0)
 
 
+def test_a_stack_drifting_along_its_rows_is_corrected_and_its_angle_named() -> None:
+    # Turned about the column direction: each slice lies further along the rows, none along
+    # the columns, where a gantry tilts; the warning names the drift's own angle.
+    t = math.radians(15.0)
+    turned = (math.cos(t), 0.0, -math.sin(t), 0.0, 1.0, 0.0)
+    series = make_series("turn", _slices([2.0 * k for k in range(8)], orientation=turned))
+    assert series.geometry.sheared and series.geometry.shear_deg == pytest.approx(0.0)
+    plan = plan_slices(series)
+    assert any("gantry tilt of 15.0 degrees corrected" in w for w in plan.warnings), plan.warnings
+    assert all(s.shift_px[0] == pytest.approx(0.0) for s in plan.sources)
+    assert len({round(s.shift_px[1], 6) for s in plan.sources}) == len(plan.sources)
+
+
 def test_a_drift_below_a_twentieth_of_a_pixel_is_rounding_not_a_tilt() -> None:
     instances = [replace(i, image_position=(i.image_position[0] + 0.001 * n, *i.image_position[1:]))
                  for n, i in enumerate(_slices([2.0 * k for k in range(8)]))]

@@ -29,6 +29,7 @@ corrected and one warning for each.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +119,12 @@ def plan_slices(series: Series, *, max_gap_slices: int = 1) -> SlicePlan:
         # shifting by +d moves it back onto the straight stack through the middle slice.
         drift = geometry.in_plane_drift_mm(positions, orientation)
         shift_px = drift / np.asarray(spacing)
+        # The angle of the whole drift, along rows and columns alike (shear_deg measures the
+        # columns' alone, as a gantry tilts).
+        angle = math.degrees(math.atan2(float(np.hypot(*(drift[-1] - drift[0]))),
+                                        abs(float(distances[-1] - distances[0]))))
         warnings.append(
-            f"gantry tilt of {abs(g.shear_deg or 0.0):.1f} degrees corrected: each slice "
+            f"gantry tilt of {angle:.1f} degrees corrected: each slice "
             f"shifted in its plane by up to {np.hypot(drift[:, 1], drift[:, 0]).max():.1f} mm "
             "so the volume is no longer sheared")
     sources = tuple(
