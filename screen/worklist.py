@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from screen import paths, tables
@@ -145,7 +146,7 @@ class PartStore:
     def check_resumable(self) -> None:
         """ValueError, in one line, if a part was written pseudonymised otherwise than this
         run pseudonymises (or not at all where this run does, or the other way round)."""
-        for part in sorted(self.folder.glob("part-*.parquet"), key=self._number):
+        for part in self._parts():
             # Parts from before this was recorded were written without pseudonymisation.
             mode = str(tables.read_provenance(part).get(PSEUDONYMIZED_WITH, "no"))
             if mode != self._mode:
@@ -170,15 +171,24 @@ class PartStore:
 
     def read(self) -> list[WorklistRow]:
         """Every row of every part, in the order they were written."""
-        parts = sorted(self.folder.glob("part-*.parquet"), key=self._number)
-        return [r for p in parts for r in from_table(_read_part(p))]
+        return [r for p in self._parts() for r in from_table(_read_part(p))]
 
     def done(self, model_sha256: str) -> set[str]:
         """Series already scored, or rejected by content, by this exact model package;
-        ValueError if the parts were pseudonymised otherwise than this run's rows will be."""
+        ValueError if the parts were pseudonymised otherwise than this run's rows will be.
+        Only the three columns that say so are read, and filtered in Arrow: a resume starts
+        without making a record of every row done so far."""
         self.check_resumable()
-        return {r.series_key for r in self.read()
-                if r.model_sha256 == model_sha256 and r.status in (OK, REJECTED)}
+        done: set[str] = set()
+        for part in self._parts():
+            table = pq.read_table(part, columns=["series_key", "model_sha256", "status"])
+            mine = pc.and_(pc.equal(table["model_sha256"], model_sha256),
+                           pc.is_in(table["status"], pa.array([OK, REJECTED])))
+            done.update(table.filter(mine)["series_key"].to_pylist())
+        return done
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet"), key=self._number)
 
     def compact(self, rows: Sequence[WorklistRow]) -> None:
         """Replace every part by one holding ``rows``, so parts do not pile up over sweeps."""

@@ -202,7 +202,7 @@ def evaluate(
     """Compare a worklist with the truth for its series.
 
     ``threshold`` replaces the worklist's ``flagged`` column as the operating point
-    (flagged = score >= threshold). AUROC intervals are percentile bootstraps of
+    (flagged as :func:`screen.metrics.flags` has it: score >= threshold, in float32). AUROC intervals are percentile bootstraps of
     ``replicates`` resamples drawn with ``seed``; rates use Wilson intervals.
     """
     if threshold is not None:
